@@ -1,0 +1,58 @@
+package consullock
+
+import (
+	"os"
+	"os/user"
+	"strconv"
+	"time"
+)
+
+// Holder says who a contender is. It is written to Consul KV for operators
+// and consul-template, so it holds identities only: never an environment
+// value, an argument list or anything else that could carry a secret.
+type Holder struct {
+	Host          string `json:"host"`
+	PID           int    `json:"pid"`
+	User          string `json:"user"`
+	Job           string `json:"job,omitempty"`
+	NomadAllocID  string `json:"nomad_alloc_id,omitempty"`
+	NomadJobID    string `json:"nomad_job_id,omitempty"`
+	NomadTaskName string `json:"nomad_task_name,omitempty"`
+	Version       string `json:"version"`
+}
+
+// LocalHolder describes this process. The Nomad fields come from the
+// variables Nomad sets in every task; they are identifiers, not secrets.
+func LocalHolder(version, job string) Holder {
+	h := Holder{PID: os.Getpid(), Job: job, Version: version}
+	h.Host, _ = os.Hostname()
+	if u, err := user.Current(); err == nil {
+		h.User = u.Username
+	} else {
+		h.User = strconv.Itoa(os.Getuid())
+	}
+	h.NomadAllocID = os.Getenv("NOMAD_ALLOC_ID")
+	h.NomadJobID = os.Getenv("NOMAD_JOB_ID")
+	h.NomadTaskName = os.Getenv("NOMAD_TASK_NAME")
+	return h
+}
+
+// Record is the JSON value of one contender's entry under
+// <prefix>/repos/<key>/lock/<session>.
+type Record struct {
+	Session string     `json:"session"`
+	Mode    Mode       `json:"mode"`
+	State   string     `json:"state"` // "waiting" or "holding"
+	Holder  Holder     `json:"holder"`
+	Since   time.Time  `json:"since"`
+	Granted *time.Time `json:"granted,omitempty"`
+	Token   uint64     `json:"fencing_token,omitempty"`
+	// CreateIndex is Consul's, filled in when read back; it orders contenders.
+	CreateIndex uint64 `json:"-"`
+}
+
+// Record states.
+const (
+	StateWaiting = "waiting"
+	StateHolding = "holding"
+)

@@ -1,0 +1,508 @@
+// Package consullock is a fair shared/exclusive lock on Consul sessions and
+// KV, which hands back a context cancelled with the reason when the lock can
+// no longer be proven.
+//
+// Each contender creates a session (TTL only, no health checks, behaviour
+// "delete") and writes one entry, acquired with that session, under
+// <prefix>/repos/<key>/lock/. Entries are ordered by Consul's CreateIndex:
+// an exclusive contender is granted when it is first among live entries, a
+// shared one when no exclusive entry precedes it. Waiters use blocking
+// queries. The fencing token is the entry's CreateIndex: grants happen in
+// CreateIndex order, so it strictly increases with every grant of a key.
+package consullock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/repolock/repolock/internal/clock"
+)
+
+// Mode of a contender.
+type Mode string
+
+// Lock modes.
+const (
+	Shared    Mode = "shared"
+	Exclusive Mode = "exclusive"
+)
+
+// DefaultPrefix is the KV prefix when Config.Prefix is empty.
+const DefaultPrefix = "repolock"
+
+// Config of one lock acquisition.
+type Config struct {
+	Client *api.Client
+	Prefix string // KV prefix, default DefaultPrefix
+	Key    string // lock key, one KV path segment
+	Mode   Mode
+	Timing Timing
+	// Wait bounds how long Acquire waits for the grant; 0 tries once.
+	Wait   time.Duration
+	Holder Holder
+	Logger hclog.Logger
+	// OnBusy, if set, is called once when the lock is not granted at once,
+	// with the live entries ahead of this contender.
+	OnBusy func(ahead []Record)
+}
+
+// Lock is a granted lock. Its Context is cancelled, with a cause wrapping
+// ErrLost, as soon as the lock can no longer be proven.
+type Lock struct {
+	cfg      Config
+	kv       *api.KV
+	sessions *api.Session
+	log      hclog.Logger
+
+	session  string
+	entryKey string
+	token    uint64
+	record   Record
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	lastSent clock.Boottime
+	leases   chan clock.Boottime
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// RepoPrefix returns the KV folder of a key: <prefix>/repos/<key>/.
+func RepoPrefix(prefix, key string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return path.Join(prefix, "repos", key) + "/"
+}
+
+// Acquire creates a session, queues for the lock and returns once it is
+// granted, or fails with ErrTimeout (with the holders named), an
+// *UnreachableError or a *PermissionError. On failure it leaves nothing
+// behind in Consul that it could remove.
+func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
+	if cfg.Key == "" {
+		return nil, errors.New("consullock: empty lock key")
+	}
+	if cfg.Mode != Shared && cfg.Mode != Exclusive {
+		return nil, fmt.Errorf("consullock: unknown mode %q", cfg.Mode)
+	}
+	cfg.Timing = cfg.Timing.WithDefaults()
+	if err := cfg.Timing.Validate(); err != nil {
+		return nil, fmt.Errorf("consullock: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	l := &Lock{
+		cfg:      cfg,
+		kv:       cfg.Client.KV(),
+		sessions: cfg.Client.Session(),
+		log:      cfg.Logger,
+		leases:   make(chan clock.Boottime, 1),
+		stop:     make(chan struct{}),
+	}
+	l.ctx, l.cancel = context.WithCancelCause(context.Background())
+
+	if err := l.createSession(ctx); err != nil {
+		return nil, err
+	}
+	// Renewal and the local deadline run from the start, so a long wait
+	// keeps the session alive and a partition while waiting is noticed.
+	l.wg.Add(2)
+	go l.renewLoop()
+	go l.deadlineLoop()
+
+	if err := l.enqueue(ctx); err != nil {
+		l.abandon()
+		return nil, err
+	}
+	if err := l.waitGrant(ctx); err != nil {
+		l.abandon()
+		return nil, err
+	}
+	if err := l.markHolding(ctx); err != nil {
+		l.abandon()
+		return nil, err
+	}
+	l.wg.Add(1)
+	go l.watchEntry()
+	return l, nil
+}
+
+// requestTimeout bounds one Consul request that is not a blocking query, so
+// that a frozen agent cannot hold a caller past its deadline.
+func (l *Lock) requestTimeout() time.Duration { return l.cfg.Timing.RenewInterval }
+
+func (l *Lock) createSession(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, max(l.requestTimeout(), 5*time.Second))
+	defer cancel()
+	sent := clock.Now()
+	id, _, err := l.sessions.CreateNoChecks(&api.SessionEntry{
+		Name:     "repolock " + l.cfg.Key,
+		TTL:      l.cfg.Timing.TTL.String(),
+		Behavior: api.SessionBehaviorDelete,
+	}, (&api.WriteOptions{}).WithContext(rctx))
+	if err != nil {
+		return classify("create session", "session:write on this agent's node (node_prefix \"\" { policy = \"write\" })", err)
+	}
+	l.session = id
+	l.entryKey = RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/" + id
+	l.setLease(sent)
+	return nil
+}
+
+func (l *Lock) enqueue(ctx context.Context) error {
+	l.record = Record{
+		Session: l.session,
+		Mode:    l.cfg.Mode,
+		State:   StateWaiting,
+		Holder:  l.cfg.Holder,
+		Since:   time.Now().UTC().Truncate(time.Millisecond),
+	}
+	ok, err := l.putRecord(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return lost("session %s was invalidated before its entry could be written", l.session)
+	}
+	return nil
+}
+
+func (l *Lock) putRecord(ctx context.Context) (bool, error) {
+	val, err := json.Marshal(l.record)
+	if err != nil {
+		return false, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, max(l.requestTimeout(), 5*time.Second))
+	defer cancel()
+	ok, _, err := l.kv.Acquire(&api.KVPair{Key: l.entryKey, Value: val, Session: l.session},
+		(&api.WriteOptions{}).WithContext(rctx))
+	if err != nil {
+		return false, classify("write lock entry "+l.entryKey, fmt.Sprintf("key:write on %q (key_prefix %q { policy = \"write\" })",
+			l.entryKey, RepoPrefix(l.cfg.Prefix, "")), err)
+	}
+	return ok, nil
+}
+
+// waitGrant blocks on the key's folder until this contender is eligible.
+func (l *Lock) waitGrant(ctx context.Context) error {
+	deadline := time.Now().Add(l.cfg.Wait)
+	wctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
+	defer cancel()
+	// A loss of the session while waiting ends the wait at once.
+	stopOnLoss := context.AfterFunc(l.ctx, cancel)
+	defer stopOnLoss()
+
+	folder := RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/"
+	var index uint64
+	reported := false
+	for {
+		remaining := time.Until(deadline)
+		opts := &api.QueryOptions{WaitIndex: index, WaitTime: min(max(remaining, time.Millisecond), 5*time.Minute)}
+		if index == 0 {
+			opts.WaitIndex, opts.WaitTime = 0, 0
+		}
+		pairs, meta, err := l.kv.List(folder, opts.WithContext(wctx))
+		if err != nil {
+			if cause := context.Cause(l.ctx); cause != nil && l.ctx.Err() != nil {
+				return cause
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if wctx.Err() != nil {
+				return l.timeout(nil)
+			}
+			return classify("read lock entries", fmt.Sprintf("key:read on %q", folder), err)
+		}
+		live := liveRecords(pairs)
+		ahead, mine, ok := position(live, l.session)
+		if !ok {
+			return lost("own lock entry %s vanished while waiting (session destroyed or expired)", l.entryKey)
+		}
+		if eligible(mine.Mode, ahead) {
+			l.token = mine.CreateIndex
+			return nil
+		}
+		if !reported && l.cfg.OnBusy != nil {
+			l.cfg.OnBusy(ahead)
+		}
+		reported = true
+		if time.Now().After(deadline) || l.cfg.Wait == 0 {
+			return l.timeout(ahead)
+		}
+		if meta.LastIndex < index {
+			index = 0 // the index went backwards (snapshot restore): start over
+		} else {
+			index = meta.LastIndex
+		}
+	}
+}
+
+func (l *Lock) timeout(ahead []Record) error {
+	if len(ahead) == 0 {
+		return fmt.Errorf("%w (%s)", ErrTimeout, l.cfg.Wait)
+	}
+	h := ahead[0]
+	return fmt.Errorf("%w (%s): held by %s@%s pid %d (%s, %s since %s)", ErrTimeout, l.cfg.Wait,
+		h.Holder.User, h.Holder.Host, h.Holder.PID, h.Mode, h.State, h.Since.Format(time.RFC3339))
+}
+
+// liveRecords decodes the entries whose session is alive, in CreateIndex order.
+func liveRecords(pairs api.KVPairs) []Record {
+	var out []Record
+	for _, p := range pairs {
+		if p.Session == "" {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(p.Value, &r); err != nil || (r.Mode != Shared && r.Mode != Exclusive) {
+			// Unreadable entries count as exclusive: never grant past
+			// something we do not understand.
+			r = Record{Mode: Exclusive, State: "unknown"}
+		}
+		r.Session = p.Session
+		r.CreateIndex = p.CreateIndex
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreateIndex < out[j].CreateIndex })
+	return out
+}
+
+// position finds session's entry and the live entries created before it.
+func position(live []Record, session string) (ahead []Record, mine Record, ok bool) {
+	for i, r := range live {
+		if r.Session == session {
+			return live[:i], r, true
+		}
+	}
+	return nil, Record{}, false
+}
+
+// eligible is the grant rule: exclusive when first, shared when nothing
+// exclusive precedes it.
+func eligible(mode Mode, ahead []Record) bool {
+	if mode == Exclusive {
+		return len(ahead) == 0
+	}
+	for _, r := range ahead {
+		if r.Mode != Shared {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *Lock) markHolding(ctx context.Context) error {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	l.record.State = StateHolding
+	l.record.Granted = &now
+	l.record.Token = l.token
+	ok, err := l.putRecord(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return lost("session %s invalidated at grant", l.session)
+	}
+	return nil
+}
+
+// Context is cancelled when the lock is lost (cause wraps ErrLost) or
+// released (cause ErrReleased).
+func (l *Lock) Context() context.Context { return l.ctx }
+
+// Session returns the Consul session ID.
+func (l *Lock) Session() string { return l.session }
+
+// Token returns the fencing token of this grant.
+func (l *Lock) Token() uint64 { return l.token }
+
+// EntryKey returns the KV key of this contender's record.
+func (l *Lock) EntryKey() string { return l.entryKey }
+
+// Timing returns the effective timing (defaults filled in).
+func (l *Lock) Timing() Timing { return l.cfg.Timing }
+
+// LastSent returns when the last confirmed renewal was sent.
+func (l *Lock) LastSent() clock.Boottime {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastSent
+}
+
+// Leases delivers the send time of each confirmed renewal; only the latest
+// is kept, so a slow reader never blocks renewal.
+func (l *Lock) Leases() <-chan clock.Boottime { return l.leases }
+
+func (l *Lock) setLease(sent clock.Boottime) {
+	l.mu.Lock()
+	if sent > l.lastSent {
+		l.lastSent = sent
+	}
+	latest := l.lastSent
+	l.mu.Unlock()
+	select {
+	case <-l.leases:
+	default:
+	}
+	select {
+	case l.leases <- latest:
+	default:
+	}
+}
+
+func (l *Lock) lose(err error) {
+	if l.ctx.Err() == nil {
+		l.log.Error("lock lost", "key", l.cfg.Key, "session", l.session, "reason", err)
+	}
+	l.cancel(err)
+}
+
+func (l *Lock) renewLoop() {
+	defer l.wg.Done()
+	t := l.cfg.Timing
+	timer := time.NewTimer(t.RenewInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		sent := clock.Now()
+		rctx, cancel := context.WithTimeout(l.ctx, l.requestTimeout())
+		entry, _, err := l.sessions.Renew(l.session, (&api.WriteOptions{}).WithContext(rctx))
+		cancel()
+		switch {
+		case err != nil:
+			if l.ctx.Err() != nil {
+				return
+			}
+			l.log.Warn("session renewal failed; retrying", "session", l.session, "error", err)
+			timer.Reset(min(t.RenewInterval, 250*time.Millisecond))
+		case entry == nil:
+			l.lose(lost("session %s not found on renewal (destroyed or expired)", l.session))
+			return
+		default:
+			l.setLease(sent)
+			timer.Reset(t.RenewInterval)
+		}
+	}
+}
+
+// deadlineLoop cancels the lock when no renewal was confirmed in time. It
+// polls CLOCK_BOOTTIME rather than trusting one long timer, which would
+// not count time spent suspended.
+func (l *Lock) deadlineLoop() {
+	defer l.wg.Done()
+	tick := time.NewTicker(min(l.cfg.Timing.Margin/2, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		_, hard := l.cfg.Timing.Deadlines(l.LastSent())
+		if clock.Now() >= hard {
+			l.lose(lost("no renewal confirmed within ttl %s − margin %s; the server may expire the session",
+				l.cfg.Timing.TTL, l.cfg.Timing.Margin))
+			return
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-l.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// watchEntry follows this contender's entry with a blocking query: the
+// entry vanishes with its session (behaviour "delete"), which is how an
+// external destroy or a server-side expiry is seen at once.
+func (l *Lock) watchEntry() {
+	defer l.wg.Done()
+	wctx, cancel := context.WithCancel(l.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	var index uint64
+	for {
+		opts := &api.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute}
+		pair, meta, err := l.kv.Get(l.entryKey, opts.WithContext(wctx))
+		if wctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			l.log.Warn("watching lock entry failed; retrying", "key", l.entryKey, "error", err)
+			select {
+			case <-wctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
+		}
+		if pair == nil || pair.Session != l.session {
+			l.lose(lost("lock entry %s is gone: session destroyed or expired", l.entryKey))
+			return
+		}
+		if meta.LastIndex < index {
+			index = 0
+		} else {
+			index = meta.LastIndex
+		}
+	}
+}
+
+func (l *Lock) shutdown() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+	l.cancel(ErrReleased)
+}
+
+// abandon cleans up after a failed Acquire, bounded in time.
+func (l *Lock) abandon() {
+	l.shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), max(l.requestTimeout(), 2*time.Second))
+	defer cancel()
+	_, _ = l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
+}
+
+// Release ends a lock whose command is known to be gone: the entry is
+// deleted so the next waiter starts at once, then the session destroyed.
+func (l *Lock) Release(ctx context.Context) error {
+	l.shutdown()
+	_, err := l.kv.Delete(l.entryKey, (&api.WriteOptions{}).WithContext(ctx))
+	_, derr := l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return classify("release lock entry", "key:write", err)
+	}
+	return classify("destroy session", "session:write", derr)
+}
+
+// Invalidate destroys the session: used on doubt (lost lock, unknown
+// command state, operator break). Its entry vanishes with it.
+func (l *Lock) Invalidate(ctx context.Context) error {
+	l.shutdown()
+	_, err := l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
+	return classify("destroy session", "session:write", err)
+}

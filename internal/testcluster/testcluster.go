@@ -1,0 +1,277 @@
+// Package testcluster starts real Consul agents on loopback for tests.
+//
+// Every agent it starts is stopped by t.Cleanup, so a failing test leaves no
+// process behind. The Consul binary is the pinned one built into .bin/ by
+// `make consul`; a missing binary fails the test with that instruction.
+package testcluster
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// ManagementToken is the ACL bootstrap token of agents started WithACL.
+const ManagementToken = "4f0e0000-0000-4000-8000-000000000001"
+
+// Agent is one running Consul agent.
+type Agent struct {
+	Name    string
+	Addr    string // host:port of the HTTP API
+	SerfLAN string // host:port of serf LAN, for joining
+	Token   string // management token when ACLs are enabled
+	cmd     *exec.Cmd
+	logBuf  *syncBuffer
+	stopped chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Option changes how an agent is started.
+type Option func(*options)
+
+type options struct {
+	acl bool
+}
+
+// WithACL enables ACLs with default deny and ManagementToken as the
+// initial management token.
+func WithACL() Option { return func(o *options) { o.acl = true } }
+
+// RepoRoot finds the repository root (the directory holding go.mod with our
+// module) from the test's working directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.Contains(string(b), "module github.com/repolock/repolock\n") {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("testcluster: repository root (go.mod of github.com/repolock/repolock) not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Binary returns the path of a pinned tool in .bin/, failing the test with
+// the command that builds it when it is missing.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(RepoRoot(t), ".bin", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s not found at %s: build it with `make %s` (or `make tools`)", name, p, name)
+	}
+	return p
+}
+
+// FreePort returns a TCP port that was free on host a moment ago.
+func FreePort(t testing.TB, host string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatalf("testcluster: no free port on %s: %v", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartServer starts a single dev-mode server agent on 127.0.0.1 with
+// session_ttl_min = 1s and waits until it has a leader.
+func StartServer(t testing.TB, opts ...Option) *Agent {
+	t.Helper()
+	var o options
+	for _, fn := range opts {
+		fn(&o)
+	}
+	host := "127.0.0.1"
+	http, serf, server := FreePort(t, host), FreePort(t, host), FreePort(t, host)
+	hcl := fmt.Sprintf(`
+ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
+session_ttl_min = "1s"
+log_level = "warn"
+`, http, serf, server)
+	if o.acl {
+		hcl += fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }
+`, ManagementToken, ManagementToken)
+	}
+	a := start(t, "server", host, serf, http, "-dev", "-hcl", hcl)
+	if o.acl {
+		a.Token = ManagementToken
+	}
+	a.waitReady(t, 30*time.Second)
+	return a
+}
+
+// StartClient starts a client agent on 127.0.0.2 joined to server, for
+// partition tests: freezing it with Freeze cuts its callers off the cluster.
+func StartClient(t testing.TB, server *Agent) *Agent {
+	t.Helper()
+	host := "127.0.0.2"
+	http, serf := FreePort(t, host), FreePort(t, host)
+	hcl := fmt.Sprintf(`
+ports { http = %d, serf_lan = %d, serf_wan = -1, dns = -1, grpc = -1, grpc_tls = -1 }
+log_level = "warn"
+`, http, serf)
+	a := start(t, "client", host, serf, http,
+		"-data-dir", t.TempDir(), "-retry-join", server.SerfLAN, "-retry-interval", "200ms", "-hcl", hcl)
+	a.waitReady(t, 30*time.Second)
+	return a
+}
+
+func start(t testing.TB, role, host string, serf, httpPort int, args ...string) *Agent {
+	t.Helper()
+	bin := Binary(t, "consul")
+	name := fmt.Sprintf("%s-%d", role, httpPort)
+	full := append([]string{"agent", "-node", name, "-bind", host, "-client", host}, args...)
+	a := &Agent{
+		Name:    name,
+		Addr:    net.JoinHostPort(host, fmt.Sprint(httpPort)),
+		SerfLAN: net.JoinHostPort(host, fmt.Sprint(serf)),
+		cmd:     exec.Command(bin, full...),
+		logBuf:  &syncBuffer{},
+		stopped: make(chan struct{}),
+	}
+	a.cmd.Stdout = a.logBuf
+	a.cmd.Stderr = a.logBuf
+	// Its own process group so that a SIGINT to the test does not reach it
+	// before Stop, and so Pdeathsig ends it if the test binary dies.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("testcluster: start consul %s: %v", role, err)
+	}
+	go func() {
+		_ = a.cmd.Wait()
+		close(a.stopped)
+	}()
+	t.Cleanup(a.Stop)
+	return a
+}
+
+func (a *Agent) waitReady(t testing.TB, limit time.Duration) {
+	t.Helper()
+	c := a.Client(t)
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case <-a.stopped:
+			t.Fatalf("testcluster: consul %s exited early:\n%s", a.Name, a.logBuf.String())
+		default:
+		}
+		leader, err := c.Status().Leader()
+		if err == nil && leader != "" {
+			// A leader alone is not enough right after election: the
+			// session endpoint must work too (it needs this node registered).
+			if _, _, err := c.Session().List(nil); err == nil {
+				if n, _, err := c.Catalog().Node(a.Name, nil); err == nil && n != nil {
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("testcluster: consul %s not ready after %s:\n%s", a.Name, limit, a.logBuf.String())
+}
+
+// Client returns an API client for the agent (with the management token
+// when ACLs are on).
+func (a *Agent) Client(t testing.TB) *api.Client {
+	t.Helper()
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = a.Addr
+	cfg.Token = a.Token
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Env returns the CONSUL_HTTP_* environment a repolock process needs to talk
+// to this agent, with token as its ACL token ("" for none).
+func (a *Agent) Env(token string) []string {
+	env := []string{"CONSUL_HTTP_ADDR=" + a.Addr}
+	if token != "" {
+		env = append(env, "CONSUL_HTTP_TOKEN="+token)
+	}
+	return env
+}
+
+// Freeze stops the agent with SIGSTOP: its TCP port still accepts
+// connections but nothing answers, as in a partition or a hung agent.
+func (a *Agent) Freeze(t testing.TB) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("freeze %s: %v", a.Name, err)
+	}
+}
+
+// Thaw resumes a frozen agent.
+func (a *Agent) Thaw(t testing.TB) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("thaw %s: %v", a.Name, err)
+	}
+}
+
+// Stop ends the agent (a frozen one too) and waits for it.
+func (a *Agent) Stop() {
+	select {
+	case <-a.stopped:
+		return
+	default:
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGCONT)
+	_ = a.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-a.stopped:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.stopped
+	}
+}
+
+// Logs returns what the agent printed so far, for failure messages.
+func (a *Agent) Logs() string { return a.logBuf.String() }
+
+// Up reports whether the agent's HTTP API answers.
+func (a *Agent) Up() bool {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + a.Addr + "/v1/status/leader")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
