@@ -1,0 +1,112 @@
+# repolock configuration: every block and option, with its default where it has one.
+# Check it with `repolock validate -config config.hcl`; run a job with `repolock run photos-nightly`.
+# Expressions may call env("NAME"), env("NAME", "default"), file("path"), trimspace, lower, upper, join and format.
+
+# Consul connection; every attribute is optional and the CONSUL_HTTP_* environment variables fill the rest.
+consul {
+  # Agent address; CONSUL_HTTP_ADDR when left out.
+  address = env("CONSUL_HTTP_ADDR", "127.0.0.1:8500")
+  # KV prefix under which locks, holders and run history live (default "repolock").
+  prefix = "repolock"
+  # File holding the ACL token; a literal `token` is refused, since this file gets rendered and printed.
+  token_file = env("CONSUL_HTTP_TOKEN_FILE", "/secrets/consul-token")
+  # Datacenter whose servers hold the locks; the agent's own when left out.
+  datacenter = "dc1"
+}
+
+# Lock defaults for every job; a job's own lock block overrides them field by field.
+lock {
+  # Consul session TTL, 1s..24h (Consul itself refuses less than its session_ttl_min, 10s by default); default "30s".
+  ttl = "30s"
+  # How long to wait for a busy repository before giving up; "0s" gives up at once; default "1h".
+  wait = "10m"
+  # What giving up means: "fail" exits 75, "skip" exits 0; default "fail".
+  on_busy = "fail"
+  # Signal sent to the command's process group when the lock can no longer be proven; default "SIGTERM".
+  kill_signal = "SIGTERM"
+  # Time the command gets to exit after kill_signal before SIGKILL; default "10s".
+  kill_timeout = "10s"
+  # Time between session renewals; default ttl/3.
+  renew_interval = "10s"
+  # Safety margin between SIGKILL and the earliest session expiry; default ttl/10.
+  # renew_interval + kill_timeout + margin must stay below ttl.
+  margin = "3s"
+}
+
+# A restic repository on a NAS over SFTP.
+repository "photos" {
+  # Backup tool: "restic", "borg" or "exec".
+  tool = "restic"
+  # Repository location as the tool spells it; spellings of one repository share one lock.
+  location = "sftp:backup@nas:/srv/restic/photos"
+  # Password file handed to restic as RESTIC_PASSWORD_FILE; it need not exist when the config is checked.
+  password_file = env("RESTIC_PASSWORD_FILE", "/secrets/restic-pass")
+  # Explicit lock key instead of the identity derived from location (letters, digits, '.', '_', '-').
+  lock_key = "photos"
+  # May repolock clear restic's own locks while it holds the cluster lock exclusively: "never" (default), "stale" or "all".
+  unlock_native = "stale"
+  # Extra environment for every job on this repository.
+  env = {
+    RESTIC_CACHE_DIR = env("RESTIC_CACHE_DIR", "/var/cache/restic")
+  }
+}
+
+# A local borg repository on storage that several hosts mount.
+repository "archive" {
+  # Backup tool: "restic", "borg" or "exec".
+  tool = "borg"
+  # Repository location; a local path is bound to this host unless shared_local is true.
+  location = "/mnt/shared/borg/archive"
+  # Command printing the passphrase, handed to borg as BORG_PASSCOMMAND (use it or password_file, not both).
+  password_command = "cat ${env("BORG_PASSPHRASE_FILE", "/secrets/borg-pass")}"
+  # The local path is on shared storage, so every host that mounts it contends for the same lock.
+  shared_local = true
+}
+
+# Nightly backup of the photos; mode is inferred from the command (restic backup: shared).
+job "photos-nightly" {
+  # Repository block this job locks.
+  repository = "photos"
+  # Command and arguments, run without a shell; secrets go by environment or file, never here.
+  command = ["restic", "backup", "--one-file-system", "/data/photos"]
+  # Working directory of the command.
+  dir = "/"
+  # Extra environment for this job only.
+  env = {
+    RESTIC_COMPRESSION = "auto"
+  }
+}
+
+# Weekly cleanup; forget --prune rewrites the repository, so it needs the lock to itself.
+job "photos-prune" {
+  # Repository block this job locks.
+  repository = "photos"
+  # Command and arguments.
+  command = ["restic", "forget", "--prune", "--keep-daily", "7"]
+  # "shared" or "exclusive"; stated here although restic forget would be inferred as exclusive.
+  mode = "exclusive"
+  # Lock settings for this job only; unset fields come from the top-level lock block.
+  lock {
+    # A prune can wait for the nightly backup to finish.
+    wait = "2h"
+    # A prune that cannot start is not worth failing the Nomad job over; the next run catches up.
+    on_busy = "skip"
+    # restic treats SIGINT like Ctrl-C and cleans up its own lock.
+    kill_signal = "INT"
+  }
+}
+
+# Daily borg archive; borg writes need the lock exclusively.
+job "archive-daily" {
+  # Repository block this job locks.
+  repository = "archive"
+  # Command and arguments; borg reads the repository from BORG_REPO.
+  command = ["borg", "create", "--stats", "::daily-{now:%Y-%m-%d}", "/srv/data"]
+  # Lock settings for this job only.
+  lock {
+    # A longer TTL tolerates longer Consul outages; renew_interval and margin are inherited as set above.
+    ttl = "1m"
+    # borg checkpoints on SIGINT; give it time to write one.
+    kill_timeout = "30s"
+  }
+}

@@ -1,0 +1,191 @@
+// Package config loads repolock's HCL configuration: the schema, the
+// functions available in expressions, the defaults and every validation that
+// can be done without Consul or a backup tool. Problems are reported as
+// hcl.Diagnostics whose Subject points at the offending source, so
+// "repolock validate" can show the line.
+//
+// The package imports no other repolock package: data flows from here to the
+// plugins and on to the lock.
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Tools are the backup tools a repository may name; each has a plugin.
+// Treat it as a constant.
+var Tools = []string{"restic", "borg", "exec"}
+
+// Accepted values of Job.Mode. An empty mode lets the tool's plugin infer
+// it from the command.
+const (
+	ModeShared    = "shared"
+	ModeExclusive = "exclusive"
+)
+
+// Accepted values of Repository.UnlockNative: whether repolock may clear the
+// tool's own repository locks while it holds the cluster lock exclusively.
+const (
+	UnlockNever = "never" // leave native locks alone (default)
+	UnlockStale = "stale" // remove only locks the tool itself considers stale
+	UnlockAll   = "all"   // remove every native lock; only when every writer goes through repolock
+)
+
+// DefaultPrefix is the Consul KV prefix used when the consul block sets none.
+const DefaultPrefix = "repolock"
+
+// Config is a loaded, defaulted and validated configuration.
+type Config struct {
+	Consul       Consul
+	Lock         Lock          // effective top-level lock settings: defaults overlaid by the lock block
+	Repositories []*Repository // in file order
+	Jobs         []*Job        // in file order
+	Filename     string
+}
+
+// Consul overrides the connection settings that consul/api otherwise takes
+// from the CONSUL_HTTP_* environment variables. Empty fields are not
+// overridden. There is deliberately no token field: configuration files are
+// rendered by templates and printed in diagnostics, so tokens come from
+// TokenFile or CONSUL_HTTP_TOKEN(_FILE).
+type Consul struct {
+	Address    string
+	Prefix     string // KV prefix, DefaultPrefix unless set
+	TokenFile  string
+	Datacenter string
+}
+
+// Repository is one backup repository guarded by one cluster lock.
+type Repository struct {
+	Name     string
+	Tool     string // one of Tools
+	Location string // the tool's repository location; the plugin derives the lock identity from it
+	// PasswordFile and PasswordCommand are passed to the tool as they are
+	// (at most one is set); the file need not exist when the config loads.
+	PasswordFile    string
+	PasswordCommand string
+	LockKey         string // overrides the identity derived from Location
+	UnlockNative    string // UnlockNever, UnlockStale or UnlockAll
+	SharedLocal     bool   // a local Location is on shared storage, so not bound to this host
+	Env             map[string]string
+	DeclRange       hcl.Range
+}
+
+// Job is one command run under a repository's lock.
+type Job struct {
+	Name       string
+	Repository string // name of a Repository in the same Config
+	Command    []string
+	Mode       string // ModeShared, ModeExclusive, or "" to let the plugin infer it
+	Dir        string
+	Env        map[string]string
+	Lock       Lock // the job's lock block over the top-level one, over the defaults
+	DeclRange  hcl.Range
+}
+
+// Job returns the job with the given name.
+func (c *Config) Job(name string) (*Job, bool) {
+	for _, j := range c.Jobs {
+		if j.Name == name {
+			return j, true
+		}
+	}
+	return nil, false
+}
+
+// Repository returns the repository with the given name.
+func (c *Config) Repository(name string) (*Repository, bool) {
+	for _, r := range c.Repositories {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Files holds the source of loaded configuration files so diagnostics can
+// be printed with the offending lines. Secret values written where they do
+// not belong (a consul token, a repository password) are masked in it.
+type Files struct {
+	files map[string]*hcl.File
+}
+
+// Load reads, parses, decodes, defaults and validates the configuration file
+// at path. The Config is nil whenever diags.HasErrors(); Files is never nil
+// and is meant for WriteDiagnostics.
+func Load(path string) (*Config, *Files, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Files{}, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read configuration file",
+			Detail:   fmt.Sprintf("%s.", err),
+		}}
+	}
+	return LoadSource(src, path)
+}
+
+// LoadSource is Load for configuration already in memory; filename names it
+// in diagnostics and is the base for relative paths given to file().
+func LoadSource(src []byte, filename string) (*Config, *Files, hcl.Diagnostics) {
+	parser := hclparse.NewParser()
+	file, diags := parser.ParseHCL(src, filename)
+	files := &Files{files: parser.Files()}
+	if diags.HasErrors() || file == nil {
+		return nil, files, diags
+	}
+
+	ctx := &hcl.EvalContext{Functions: functions(filepath.Dir(filename))}
+	cfg, secrets, decodeDiags := decode(file.Body, ctx)
+	diags = append(diags, decodeDiags...)
+	files.mask(filename, secrets)
+	if diags.HasErrors() {
+		return nil, files, diags
+	}
+	cfg.Filename = filename
+	return cfg, files, diags
+}
+
+// mask overwrites the given ranges of a file's source with '*' (keeping line
+// breaks, so every other range still points at the same line and column) in
+// the copy used for printing diagnostics.
+func (f *Files) mask(filename string, ranges []hcl.Range) {
+	file := f.files[filename]
+	if len(ranges) == 0 || file == nil {
+		return
+	}
+	src := slices.Clone(file.Bytes)
+	for _, r := range ranges {
+		start, end := max(r.Start.Byte, 0), min(r.End.Byte, len(src))
+		for i := start; i < end; i++ {
+			if src[i] != '\n' && src[i] != '\r' {
+				src[i] = '*'
+			}
+		}
+	}
+	masked := *file
+	masked.Bytes = src
+	f.files[filename] = &masked
+}
+
+// WriteDiagnostics prints diagnostics with the source lines they point at.
+// color is meant for terminals: it adds VT100 colours and wraps at 100
+// columns; without it lines are not wrapped, which suits log collectors.
+func WriteDiagnostics(w io.Writer, files *Files, diags hcl.Diagnostics, color bool) error {
+	var m map[string]*hcl.File
+	if files != nil {
+		m = files.files
+	}
+	var width uint
+	if color {
+		width = 100
+	}
+	return hcl.NewDiagnosticTextWriter(w, m, width, color).WriteDiagnostics(diags)
+}

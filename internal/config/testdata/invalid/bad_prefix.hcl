@@ -1,0 +1,4 @@
+# want: not a valid KV prefix
+consul {
+  prefix = "/repolock/" # <-- error
+}

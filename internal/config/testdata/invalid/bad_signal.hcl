@@ -1,0 +1,4 @@
+# want: unknown signal "SIGTERMINATE"
+lock {
+  kill_signal = "SIGTERMINATE" # <-- error
+}

@@ -1,0 +1,7 @@
+# want: Duplicate consul block
+consul {
+  prefix = "a"
+}
+consul { # <-- error
+  prefix = "b"
+}

@@ -1,0 +1,5 @@
+# want: Empty location
+repository "photos" {
+  tool     = "restic"
+  location = "  " # <-- error
+}

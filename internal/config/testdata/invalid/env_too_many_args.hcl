@@ -1,0 +1,5 @@
+# want: at most one default
+repository "photos" {
+  tool     = "restic"
+  location = env("HOME", "a", "b") # <-- error
+}

@@ -1,0 +1,4 @@
+# want: The argument "location" is required
+repository "photos" { # <-- error
+  tool = "restic"
+}

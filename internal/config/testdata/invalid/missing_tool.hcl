@@ -1,0 +1,4 @@
+# want: The argument "tool" is required
+repository "photos" { # <-- error
+  location = "/srv/restic/photos"
+}

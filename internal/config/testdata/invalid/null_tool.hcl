@@ -1,0 +1,5 @@
+# want: null value is not allowed
+repository "photos" {
+  tool     = null # <-- error
+  location = "/srv/restic/photos"
+}

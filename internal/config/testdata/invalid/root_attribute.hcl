@@ -1,0 +1,6 @@
+# want: Unsupported argument
+repository "photos" {
+  tool     = "restic"
+  location = "/srv/restic/photos"
+}
+ttl = "30s" # <-- error

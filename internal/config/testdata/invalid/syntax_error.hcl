@@ -1,0 +1,5 @@
+# want: Unterminated template string
+repository "photos" {
+  tool     = "restic
+  location = "/srv/restic/photos"
+}

@@ -1,0 +1,4 @@
+# want: Unclosed configuration block
+repository "photos" {
+  tool     = "restic"
+  location = "/srv/restic/photos"

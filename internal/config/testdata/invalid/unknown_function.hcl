@@ -1,0 +1,5 @@
+# want: Call to unknown function
+repository "photos" {
+  tool     = "restic"
+  location = getenv("HOME") # <-- error
+}

@@ -1,0 +1,5 @@
+# want: Variables not allowed
+repository "photos" {
+  tool     = "restic"
+  location = var.location # <-- error
+}
