@@ -1,0 +1,269 @@
+package borg
+
+import (
+	"errors"
+	osexec "os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/repolock/repolock/plugin"
+)
+
+func TestIdentity(t *testing.T) {
+	p := &Plugin{Dir: "/work"}
+	for _, tc := range []struct {
+		loc    string
+		shared bool
+		want   string
+	}{
+		// local
+		{"/srv/borg/photos", false, "borg+local://node1/srv/borg/photos"},
+		{"/srv/borg/photos/", true, "borg+local:///srv/borg/photos"},
+		{"/srv/./borg//photos", false, "borg+local://node1/srv/borg/photos"},
+		{"photos", false, "borg+local://node1/work/photos"},
+		{"../photos", false, "borg+local://node1/photos"},
+		{"file:///srv/borg/photos", false, "borg+local://node1/srv/borg/photos"},
+		{"photos/2024:old", false, "borg+local://node1/work/photos/2024:old"}, // ':' after '/' is no host
+		{"user@host", false, "borg+local://node1/work/user@host"},             // no ':' is no host
+		// absolute remote paths: the user does not matter
+		{"backup@nas:/srv/borg/photos", false, "borg+ssh://nas/srv/borg/photos"},
+		{"nas:/srv/borg/photos", false, "borg+ssh://nas/srv/borg/photos"},
+		{"ssh://backup@NAS/srv/borg/photos/", false, "borg+ssh://nas/srv/borg/photos"},
+		{"ssh://backup@nas:22/srv/borg/photos", false, "borg+ssh://nas/srv/borg/photos"},
+		{"ssh://backup@nas:2222/srv/borg/photos", false, "borg+ssh://nas:2222/srv/borg/photos"},
+		{"ssh://nas//srv/borg", false, "borg+ssh://nas/srv/borg"},
+		{"ssh://u@nas/~/../srv/borg", false, "borg+ssh://nas/srv/borg"}, // borg normalizes this to /srv/borg
+		{"[2001:DB8::1]:/srv/borg", false, "borg+ssh://[2001:db8::1]/srv/borg"},
+		{"ssh://u@[2001:db8::1]:2222/srv/borg", false, "borg+ssh://[2001:db8::1]:2222/srv/borg"},
+		// relative to the login user's home: the user stays, as ~user
+		{"backup@nas:photos", false, "borg+ssh://nas/~backup/photos"},
+		{"backup@nas:./photos/", false, "borg+ssh://nas/~backup/photos"},
+		{"backup@nas:~/photos", false, "borg+ssh://nas/~backup/photos"},
+		{"backup@nas:~", false, "borg+ssh://nas/~backup"},
+		{"ssh://backup@nas/./photos", false, "borg+ssh://nas/~backup/photos"},
+		{"ssh://backup@nas/~/photos", false, "borg+ssh://nas/~backup/photos"},
+		{"ssh://backup@nas:2222/~/photos", false, "borg+ssh://nas:2222/~backup/photos"},
+		{"ssh://backup@nas/./../photos", false, "borg+ssh://nas/~backup/photos"}, // borg clamps at "/./"
+		{"backup@nas:../photos", false, "borg+ssh://nas/~backup/../photos"},      // the scp form does not
+		{"backup@[::1]:photos", false, "borg+ssh://[::1]/~backup/photos"},
+		// in a named user's home: whoever logs in
+		{"other@nas:~backup/photos", false, "borg+ssh://nas/~backup/photos"},
+		{"nas:~backup/photos", false, "borg+ssh://nas/~backup/photos"},
+		{"ssh://other@nas/~backup/photos/", false, "borg+ssh://nas/~backup/photos"},
+	} {
+		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
+		if err != nil || got != tc.want {
+			t.Errorf("Identity(%q) = %q, %v; want %q", tc.loc, got, err, tc.want)
+		}
+	}
+}
+
+func TestIdentityErrors(t *testing.T) {
+	p := &Plugin{Dir: "/work"}
+	for _, tc := range []struct{ loc, want string }{
+		{"", "empty"},
+		{"nas:photos", "login user"},
+		{"ssh://nas/./photos", "login user"},
+		{"ssh://nas/~/photos", "login user"},
+		{"ssh://u:s3cr3t@nas/srv/borg", "no password"},
+		{"ssh://u@nas", "ssh://[user@]host[:port]/path"},
+		{"ssh://u@nas:port/srv", "port"},
+		{"ssh://u@[::1/srv", "ssh://[user@]host[:port]/path"},
+		{"ssh://u@[nas]/srv", "host"},
+		{"file://nas/srv/borg", "file:///absolute/path"},
+		{"sftp://nas/srv/borg", "ssh:// and file://"},
+		{"nas:/srv/borg::archive-1", "archive"},
+		{"/srv/borg::archive-1", "archive"},
+		{"~/borg", "'~'"},
+	} {
+		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "node1"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Identity(%q) = %q, %v; want error containing %q", tc.loc, got, err, tc.want)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), `borg: repository "r"`) {
+			t.Errorf("Identity(%q) error %q does not name the tool and repository", tc.loc, err)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("Identity(%q) error %q leaks the password", tc.loc, err)
+		}
+	}
+}
+
+func TestModeBorg(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want plugin.Mode // "" for an error
+	}{
+		{"borg create ::{now} /data", plugin.Exclusive},
+		{"borg --lock-wait 60 create --stats ::a /d", plugin.Exclusive},
+		{"borg --lock-wait=60 --progress create ::a /d", plugin.Exclusive},
+		{"borg --rsh /usr/bin/ssh prune --keep-daily 7", plugin.Exclusive},
+		{"borg --remote-path borg1 compact", plugin.Exclusive},
+		{"borg --upload-ratelimit 100 create ::a /d", plugin.Exclusive},
+		{"borg -v --show-rc delete ::old", plugin.Exclusive},
+		{"borg rename ::a b", plugin.Exclusive},
+		{"borg recreate --exclude x", plugin.Exclusive},
+		{"borg check", plugin.Exclusive},
+		{"borg check --repair", plugin.Exclusive},
+		{"borg upgrade --tam", plugin.Exclusive},
+		{"borg init -e repokey", plugin.Exclusive},
+		{"borg break-lock", plugin.Exclusive},
+		{"borg with-lock rsync -a repo/ copy/", plugin.Exclusive},
+		{"borg config additional_free_space 2G", plugin.Exclusive},
+		{"borg import-tar ::a x.tar", plugin.Exclusive},
+		{"borg key change-passphrase", plugin.Exclusive},
+		{"borg key import :: key.txt", plugin.Exclusive},
+		{"borg key export :: key.txt", plugin.Shared},
+		{"borg key --debug export --paper", plugin.Shared},
+		{"borg key", plugin.Exclusive},
+		{"borg benchmark crud :: /tmp", plugin.Exclusive},
+		{"borg benchmark cpu", plugin.Shared},
+		{"borg list", plugin.Shared},
+		{"borg --log-json list --json", plugin.Shared},
+		{"borg info ::a", plugin.Shared},
+		{"borg extract ::a home/u", plugin.Shared},
+		{"borg diff ::a b", plugin.Shared},
+		{"borg export-tar ::a out.tar", plugin.Shared},
+		{"borg mount :: /mnt", plugin.Shared},
+		{"borg --lock-w 60 list", plugin.Shared}, // argparse abbreviation, unknown here
+		{"borg --critical list", plugin.Shared},
+		{"/usr/bin/borg create ::a /d", plugin.Exclusive},
+		{"borg frobnicate", plugin.Exclusive},
+		{"borg repo-create", plugin.Exclusive}, // borg 2: unknown here, safe default
+		{"borg", ""},
+		{"borg --lock-wait 5", ""},
+		{"borg -V", ""},
+		{"borgmatic create", ""},
+		{"sh -c borg list", ""},
+		{"", ""},
+	} {
+		got, err := (&Plugin{}).Mode(strings.Fields(tc.args))
+		if tc.want == "" {
+			if err == nil || !errors.Is(err, plugin.ErrModeNotInferred) {
+				t.Errorf("Mode(%q) = %q, %v; want an error wrapping ErrModeNotInferred", tc.args, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Mode(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		code    int
+		name    string
+		success bool
+	}{
+		{0, plugin.NameSuccess, true},
+		{1, plugin.NameWarning, true},
+		{2, plugin.NameError, false},
+		{3, "cancelled by user", false},
+		{12, "repository check needed", false},
+		{13, plugin.NameNoRepository, false},
+		{15, "invalid repository", false},
+		{17, "object not found", false},
+		{52, plugin.NameWrongPassword, false},
+		{51, "passcommand failed", false},
+		{70, plugin.NameNativeLockBusy, false},
+		{71, "native lock error", false},
+		{72, "native lock failed", false},
+		{73, plugin.NameNativeLockBusy, false},
+		{74, "native lock not held", false},
+		{75, "native lock held by another", false},
+		{80, "connection closed", false},
+		{90, "integrity error", false},
+		{99, plugin.NameError, false}, // unlisted error code
+		{100, "warning: file changed", true},
+		{105, "warning: permission denied", true},
+		{107, "warning: file not found", true},
+		{120, plugin.NameWarning, true}, // unlisted warning code
+		{127, plugin.NameWarning, true},
+		{128, plugin.NameError, false},
+		{130, plugin.NameInterrupted, false},
+		{143, "killed by signal 15", false},
+		{-1, plugin.NameError, false},
+	} {
+		if got := (&Plugin{}).Classify(tc.code); got.Name != tc.name || got.Success != tc.success {
+			t.Errorf("Classify(%d) = %+v, want {%q %v}", tc.code, got, tc.name, tc.success)
+		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    plugin.Repository
+		want []string
+	}{
+		{
+			"password file becomes a quoted passcommand",
+			plugin.Repository{Location: "backup@nas:/srv/borg", PasswordFile: "/secrets/borg pass"},
+			[]string{"BORG_EXIT_CODES=modern", "BORG_PASSCOMMAND=cat -- '/secrets/borg pass'", "BORG_REPO=backup@nas:/srv/borg"},
+		},
+		{
+			"password command as written, extra env",
+			plugin.Repository{Location: "/srv/borg", PasswordCommand: "pass show borg", Env: map[string]string{"BORG_RSH": "ssh -i /k"}},
+			[]string{"BORG_EXIT_CODES=modern", "BORG_PASSCOMMAND=pass show borg", "BORG_REPO=/srv/borg", "BORG_RSH=ssh -i /k"},
+		},
+		{
+			"no password source; the locked repository and modern codes win",
+			plugin.Repository{Location: "/srv/borg", Env: map[string]string{"BORG_REPO": "/other", "BORG_EXIT_CODES": "legacy"}},
+			[]string{"BORG_EXIT_CODES=modern", "BORG_REPO=/srv/borg"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&Plugin{}).Env(tc.r); !slices.Equal(got, tc.want) {
+				t.Fatalf("Env = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPassCommandQuoting lets a POSIX shell split the generated
+// BORG_PASSCOMMAND (borg uses Python's shlex.split, which follows the same
+// quoting rules) and checks that cat gets exactly the path.
+func TestPassCommandQuoting(t *testing.T) {
+	for _, path := range []string{
+		"/secrets/pw",
+		"/secrets/borg pass",
+		"/secrets/it's",
+		`/secrets/a"b\c$HOME` + "`x`",
+		"/secrets/'''",
+		"-rf",
+	} {
+		env := (&Plugin{}).Env(plugin.Repository{Location: "/r", PasswordFile: path})
+		var cmd string
+		for _, e := range env {
+			if v, ok := strings.CutPrefix(e, "BORG_PASSCOMMAND="); ok {
+				cmd = v
+			}
+		}
+		sh := osexec.Command("sh", "-c", `eval "set -- $1"; printf '%s\0' "$@"`, "sh", cmd)
+		out, err := sh.Output()
+		if err != nil {
+			t.Fatalf("sh splitting %q: %v", cmd, err)
+		}
+		got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+		if want := []string{"cat", "--", path}; !slices.Equal(got, want) {
+			t.Errorf("BORG_PASSCOMMAND %q splits into %q, want %q", cmd, got, want)
+		}
+	}
+}
+
+func TestUnlockCommand(t *testing.T) {
+	r := plugin.Repository{Location: "backup@nas:/srv/borg", PasswordFile: "/pw"}
+	for policy, want := range map[string][]string{
+		"":      nil,
+		"never": nil,
+		"stale": nil, // borg 1.x has no stale-only unlock
+		"all":   {"borg", "break-lock"},
+	} {
+		if got := (&Plugin{}).UnlockCommand(r, policy); !slices.Equal(got, want) {
+			t.Errorf("UnlockCommand(%q) = %q, want %q", policy, got, want)
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package plugin_test
+
+import (
+	"errors"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/repolock/repolock/plugin"
+)
+
+// fake is a plugin whose identity is its location, registered once for the
+// registry and LockKey tests.
+type fake struct{ name string }
+
+func (f fake) Name() string { return f.name }
+func (fake) Identity(r plugin.Repository) (string, error) {
+	if r.Location == "" {
+		return "", errors.New("fake: empty location")
+	}
+	return r.Location, nil
+}
+func (fake) Env(plugin.Repository) []string                   { return nil }
+func (fake) Mode([]string) (plugin.Mode, error)               { return plugin.Shared, nil }
+func (fake) Classify(int) plugin.Class                        { return plugin.Class{} }
+func (fake) UnlockCommand(plugin.Repository, string) []string { return nil }
+
+func init() {
+	plugin.Register(fake{"fake-b"})
+	plugin.Register(fake{"fake-a"})
+}
+
+func TestRegistry(t *testing.T) {
+	got := plugin.Tools()
+	if !slices.IsSorted(got) || !slices.Contains(got, "fake-a") || !slices.Contains(got, "fake-b") {
+		t.Fatalf("Tools() = %v, want sorted and holding fake-a, fake-b", got)
+	}
+	if p, err := plugin.Get("fake-a"); err != nil || p.Name() != "fake-a" {
+		t.Fatalf("Get(fake-a) = %v, %v", p, err)
+	}
+	_, err := plugin.Get("resitc")
+	if err == nil || !strings.Contains(err.Error(), `"resitc"`) || !strings.Contains(err.Error(), "fake-a, fake-b") {
+		t.Fatalf("Get(unknown) error = %v, want it to name the tool and the known tools", err)
+	}
+}
+
+func TestRegisterPanics(t *testing.T) {
+	for name, p := range map[string]plugin.Plugin{"duplicate": fake{"fake-a"}, "nil": nil} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("Register did not panic")
+				}
+			}()
+			plugin.Register(p)
+		})
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    plugin.Mode
+		wantErr bool
+	}{
+		{"shared", plugin.Shared, false},
+		{"exclusive", plugin.Exclusive, false},
+		{"Shared", "", true},
+		{"", "", true},
+		{"read", "", true},
+	} {
+		got, err := plugin.ParseMode(tc.in)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestSignalClass(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		want string
+		ok   bool
+	}{
+		{0, "", false},
+		{1, "", false},
+		{128, "", false},
+		{129, "killed by signal 1", true},
+		{130, plugin.NameInterrupted, true},
+		{137, "killed by signal 9", true},
+		{143, "killed by signal 15", true},
+		{192, "killed by signal 64", true},
+		{193, "", false},
+		{255, "", false},
+		{-1, "", false},
+	} {
+		c, ok := plugin.SignalClass(tc.code)
+		if ok != tc.ok || c.Name != tc.want || c.Success {
+			t.Errorf("SignalClass(%d) = %+v, %v; want %q, %v, never success", tc.code, c, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestCheckLockKey(t *testing.T) {
+	for _, tc := range []struct {
+		key string
+		ok  bool
+	}{
+		{"photos", true},
+		{"Photos.NAS_2-b", true},
+		{"a", true},
+		{"...x", true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"photos/nightly", false},
+		{"photos nightly", false},
+		{"photös", false},
+		{"a:b", false},
+		{strings.Repeat("k", plugin.MaxLockKeyLen), true},
+		{strings.Repeat("k", plugin.MaxLockKeyLen+1), false},
+	} {
+		if err := plugin.CheckLockKey(tc.key); (err == nil) != tc.ok {
+			t.Errorf("CheckLockKey(%q) = %v, want ok=%v", tc.key, err, tc.ok)
+		}
+	}
+}
+
+var derivedKey = regexp.MustCompile(`^([a-z0-9._-]+-)?[0-9a-f]{10}$`)
+
+func TestKeyFromIdentity(t *testing.T) {
+	for _, tc := range []struct{ id, wantReadable string }{
+		{"restic+sftp://nas/srv/restic/photos", "restic-sftp-nas-srv-restic-photos"},
+		{"borg+ssh://h/~u/rel", "borg-ssh-h-u-rel"},
+		{"restic+local://node1/Srv/Photos", "restic-local-node1-srv-photos"},
+		{"exec:db_dumps.v2", "exec-db_dumps.v2"},
+		{"//::", ""},
+		{"---x---", "x"},
+	} {
+		got := plugin.KeyFromIdentity(tc.id)
+		if !derivedKey.MatchString(got) {
+			t.Errorf("KeyFromIdentity(%q) = %q, not a safe KV segment", tc.id, got)
+		}
+		if tc.wantReadable == "" {
+			if len(got) != 10 {
+				t.Errorf("KeyFromIdentity(%q) = %q, want the bare hash", tc.id, got)
+			}
+		} else if !strings.HasPrefix(got, tc.wantReadable+"-") || len(got) != len(tc.wantReadable)+11 {
+			t.Errorf("KeyFromIdentity(%q) = %q, want %q + '-' + 10 hex", tc.id, got, tc.wantReadable)
+		}
+		if again := plugin.KeyFromIdentity(tc.id); again != got {
+			t.Errorf("KeyFromIdentity(%q) not deterministic: %q then %q", tc.id, got, again)
+		}
+	}
+
+	// The readable part is lossy (case, replaced characters, truncation);
+	// the hash must keep such identities apart.
+	for _, pair := range [][2]string{
+		{"restic+local://h/srv/Photos", "restic+local://h/srv/photos"},
+		{"restic+local://h/a b", "restic+local://h/a:b"},
+		{"restic+s3://s3.amazonaws.com/b/" + strings.Repeat("x", 100) + "/1", "restic+s3://s3.amazonaws.com/b/" + strings.Repeat("x", 100) + "/2"},
+	} {
+		a, b := plugin.KeyFromIdentity(pair[0]), plugin.KeyFromIdentity(pair[1])
+		if a == b {
+			t.Errorf("identities %q and %q share the key %q", pair[0], pair[1], a)
+		}
+	}
+
+	long := plugin.KeyFromIdentity("restic+s3://" + strings.Repeat("abc/", 60))
+	if len(long) > 80+11 || !derivedKey.MatchString(long) {
+		t.Errorf("long identity gives %q (%d bytes), want at most 91 safe bytes", long, len(long))
+	}
+}
+
+func TestLockKey(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		r       plugin.Repository
+		want    string // "" with wantErr
+		wantErr string
+	}{
+		{"explicit key is returned unchanged", plugin.Repository{Tool: "fake-a", Location: "x", LockKey: "Photos-NAS"}, "Photos-NAS", ""},
+		{"explicit key needs no tool or location", plugin.Repository{LockKey: "photos"}, "photos", ""},
+		{"explicit key is validated", plugin.Repository{Tool: "fake-a", LockKey: "a/b"}, "", "lock key"},
+		{"derived from identity", plugin.Repository{Tool: "fake-a", Location: "restic+sftp://nas/srv/r"}, plugin.KeyFromIdentity("restic+sftp://nas/srv/r"), ""},
+		{"identity error surfaces", plugin.Repository{Tool: "fake-a"}, "", "empty location"},
+		{"unknown tool", plugin.Repository{Tool: "nope", Location: "/x"}, "", `unknown tool "nope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := plugin.LockKey(tc.r)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("LockKey() = %q, %v; want error containing %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("LockKey() = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckUnlockPolicy(t *testing.T) {
+	for _, p := range []string{"", "never", "stale", "all"} {
+		if err := plugin.CheckUnlockPolicy(p); err != nil {
+			t.Errorf("CheckUnlockPolicy(%q) = %v", p, err)
+		}
+	}
+	for _, p := range []string{"Stale", "always", "none"} {
+		if err := plugin.CheckUnlockPolicy(p); err == nil {
+			t.Errorf("CheckUnlockPolicy(%q) accepted", p)
+		}
+	}
+}
+
+func TestMergeEnv(t *testing.T) {
+	got := plugin.MergeEnv(
+		map[string]string{"Z": "1", "RESTIC_REPOSITORY": "/elsewhere", "A": "x=y"},
+		map[string]string{"RESTIC_REPOSITORY": "/locked", "M": ""},
+	)
+	want := []string{"A=x=y", "M=", "RESTIC_REPOSITORY=/locked", "Z=1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("MergeEnv = %q, want %q (sorted, plugin entries win)", got, want)
+	}
+	if got := plugin.MergeEnv(nil, nil); len(got) != 0 {
+		t.Fatalf("MergeEnv(nil, nil) = %q", got)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"rest:https://user:s3cr3t@host/p/", "rest:https://user:***@host/p/"},
+		{"rest:https://user@host/p/", "rest:https://user@host/p/"},
+		{"rest:https://u:pa/ss@host/p", "rest:https://u:***@host/p"},
+		{"rest:https://u:pa@ss@host/p", "rest:https://u:***@host/p"},
+		{"sftp://u:s3cr3t@h//srv", "sftp://u:***@h//srv"},
+		{"s3:key:s3cr3t@host/bucket", "s3:key:***@host/bucket"},
+		{"sftp:user@host:/srv/restic", "sftp:user@host:/srv/restic"},
+		{"user:s3cr3t@host:/srv/borg", "user:***@host:/srv/borg"},
+		{"user@host:/srv/borg", "user@host:/srv/borg"},
+		{"sftp:u@h:/srv/a@b", "sftp:u@h:***@b"}, // over-redacts rather than guess
+		{"/srv/restic", "/srv/restic"},
+		{"rclone::s3,secret_access_key=s3cr3t:bucket/p", "rclone::s3,***:bucket/p"},
+		{"rclone:remote,pass=s3cr3t", "rclone:remote,***"},
+		{"rclone:remote:path", "rclone:remote:path"},
+	} {
+		if got := plugin.Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

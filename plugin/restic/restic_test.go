@@ -1,0 +1,292 @@
+package restic
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/repolock/repolock/plugin"
+)
+
+func TestIdentity(t *testing.T) {
+	p := &Plugin{Dir: "/work"}
+	for _, tc := range []struct {
+		loc    string
+		shared bool
+		want   string
+	}{
+		// local
+		{"/srv/restic/photos", false, "restic+local://node1/srv/restic/photos"},
+		{"/srv/restic/photos/", true, "restic+local:///srv/restic/photos"},
+		{"local:/srv//restic/./photos", false, "restic+local://node1/srv/restic/photos"},
+		{"photos", false, "restic+local://node1/work/photos"},
+		{"../photos", false, "restic+local://node1/photos"},
+		{"local:photos:2024", false, "restic+local://node1/work/photos:2024"},
+		{"/srv/a:b", false, "restic+local://node1/srv/a:b"},
+		// sftp, absolute: no user
+		{"sftp:backup@nas:/srv/restic/photos", false, "restic+sftp://nas/srv/restic/photos"},
+		{"sftp:nas:/srv/restic/photos", false, "restic+sftp://nas/srv/restic/photos"},
+		{"sftp://backup@NAS//srv/restic/photos/", false, "restic+sftp://nas/srv/restic/photos"},
+		{"sftp://backup@nas:22//srv/restic/photos", false, "restic+sftp://nas/srv/restic/photos"},
+		{"sftp://backup@nas:2222//srv/restic/photos", false, "restic+sftp://nas:2222/srv/restic/photos"},
+		{"sftp://backup:s3cr3t@nas//srv/r", false, "restic+sftp://nas/srv/r"},
+		{"sftp:[2001:DB8::1]:/srv/r", false, "restic+sftp://[2001:db8::1]/srv/r"},
+		{"sftp://u@[2001:db8::1]:2222//srv/r", false, "restic+sftp://[2001:db8::1]:2222/srv/r"},
+		// sftp, relative to the user's home: the user stays
+		{"sftp:backup@nas:photos", false, "restic+sftp://nas/~backup/photos"},
+		{"sftp:backup@nas:./photos/", false, "restic+sftp://nas/~backup/photos"},
+		{"sftp://backup@nas/photos", false, "restic+sftp://nas/~backup/photos"},
+		{"sftp:backup@nas:", false, "restic+sftp://nas/~backup"},
+		{"sftp:backup@nas:../shared/r", false, "restic+sftp://nas/~backup/../shared/r"},
+		{"sftp:me@corp.example@nas:r", false, "restic+sftp://nas/~me@corp.example/r"},
+		// rest: credentials gone, port always written
+		{"rest:https://user:s3cr3t@Host:443/photos/", false, "restic+rest://host:443/photos"},
+		{"rest:https://host/photos", false, "restic+rest://host:443/photos"},
+		{"rest:http://host/photos", false, "restic+rest://host:80/photos"},
+		{"rest:http://host:8000/", false, "restic+rest://host:8000/"},
+		{"rest:http://host:8000", false, "restic+rest://host:8000/"},
+		{"rest:HTTP://host:8000//a/./b/", false, "restic+rest://host:8000/a/b"},
+		// s3
+		{"s3:s3.amazonaws.com/bucket/prefix", false, "restic+s3://s3.amazonaws.com/bucket/prefix"},
+		{"s3:https://s3.amazonaws.com/bucket/prefix/", false, "restic+s3://s3.amazonaws.com/bucket/prefix"},
+		{"s3://s3.amazonaws.com/bucket/prefix", false, "restic+s3://s3.amazonaws.com/bucket/prefix"},
+		{"s3:s3.us-east-1.amazonaws.com/bucket/prefix", false, "restic+s3://s3.amazonaws.com/bucket/prefix"},
+		{"s3:s3-eu-west-1.amazonaws.com/bucket/prefix", false, "restic+s3://s3.amazonaws.com/bucket/prefix"},
+		{"s3:s3.dualstack.eu-west-1.amazonaws.com/bucket", false, "restic+s3://s3.amazonaws.com/bucket"},
+		{"s3:bucket.s3.amazonaws.com/prefix", false, "restic+s3://s3.amazonaws.com/bucket/prefix"},
+		{"s3:my.bucket.s3.eu-west-1.amazonaws.com/a/b", false, "restic+s3://s3.amazonaws.com/my.bucket/a/b"},
+		{"s3:s3.cn-north-1.amazonaws.com.cn/bucket", false, "restic+s3://s3.amazonaws.com.cn/bucket"},
+		{"s3:ap-1234.s3-accesspoint.us-east-1.amazonaws.com/x", false, "restic+s3://ap-1234.s3-accesspoint.us-east-1.amazonaws.com/x"},
+		{"s3:http://MinIO:9000/Bucket/Prefix", false, "restic+s3://minio:9000/bucket/Prefix"},
+		{"s3:http://minio/bucket", false, "restic+s3://minio/bucket"},
+		{"s3:https://minio:443/bucket", false, "restic+s3://minio/bucket"},
+		{"s3:minio.lan:9000/bucket//a/", false, "restic+s3://minio.lan:9000/bucket/a"},
+		{"s3:https://AKIA:s3cr3t@s3.amazonaws.com/bucket/p", false, "restic+s3://s3.amazonaws.com/bucket/p"},
+		// bucket stores
+		{"b2:bucket:path", false, "restic+b2://bucket/path"},
+		{"b2:Bucket:/path/", false, "restic+b2://bucket/path"},
+		{"b2:bucket", false, "restic+b2://bucket"},
+		{"gs:Bucket:/a//b", false, "restic+gs://bucket/a/b"},
+		{"azure:container:/path", false, "restic+azure://container/path"},
+		{"swift:Container:/Path/", false, "restic+swift://Container/Path"},
+		// rclone: the leading slash is meaningful
+		{"rclone:remote:path/", false, "restic+rclone:remote:path"},
+		{"rclone:remote:/abs", false, "restic+rclone:remote:/abs"},
+		{"rclone:remote:", false, "restic+rclone:remote:"},
+		{"rclone::sftp:backups", false, "restic+rclone::sftp:backups"},
+	} {
+		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
+		if err != nil || got != tc.want {
+			t.Errorf("Identity(%q) = %q, %v; want %q", tc.loc, got, err, tc.want)
+		}
+	}
+}
+
+func TestIdentityErrors(t *testing.T) {
+	p := &Plugin{Dir: "/work"}
+	for _, tc := range []struct{ loc, want string }{
+		{"", "empty"},
+		{"sftp:nas:photos", "login user"},       // relative path, user unknown
+		{"sftp://nas/photos", "login user"},     // same in URL form
+		{"sftp:u@nas:~/photos", "'~'"},          // restic refuses it
+		{"sftp:u@nas", "sftp:[user@]host:path"}, // no path
+		{"sftp://u@nas", "no directory"},
+		{"sftp:u@:/srv", "host"},
+		{"sftp://u@nas:ssh//srv", "URL"}, // bad port
+		{"sftp://u@nas:70000//srv", "port"},
+		{"rest:ftp://host/p", "http"},
+		{"rest:https://u:s3cr3t#x@host/p", "percent-encode"}, // unencoded '#' in the password
+		{"rest:https://u:12#s3cr3t@host/p", "'#'"},           // "12" would pass for a port
+		{"s3:", "host"},
+		{"s3:host", "bucket"},
+		{"s3:host/", "bucket"},
+		{"s3:key:s3cr3t@host/bucket", "credentials"},
+		{"s3:ftp://host/bucket", "bucket"}, // restic reads "ftp:" as the endpoint
+		{"b2::path", "b2:name"},
+		{"rclone:remote", "rclone:remote:path"},
+		{"rclone::s3,secret_access_key=s3cr3t:b", "secrets"},
+		{"sfpt:u@nas:/srv", "unknown restic backend"}, // typo
+		{"./x:y", "unknown restic backend"},           // restic refuses it too
+		{"~/restic", "'~'"},
+	} {
+		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "node1"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Identity(%q) = %q, %v; want error containing %q", tc.loc, got, err, tc.want)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), `restic: repository "r"`) {
+			t.Errorf("Identity(%q) error %q does not name the tool and repository", tc.loc, err)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("Identity(%q) error %q leaks the password", tc.loc, err)
+		}
+	}
+	if _, err := p.Identity(plugin.Repository{Location: "/srv/r"}); err == nil {
+		t.Error("a local path without Host and not shared was accepted")
+	}
+}
+
+func TestModeRestic(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want plugin.Mode // "" for an error
+	}{
+		{"restic backup /data", plugin.Shared},
+		{"restic -r X --verbose backup /d", plugin.Shared},
+		{"restic --repo=X prune", plugin.Exclusive},
+		{"restic -r X prune", plugin.Exclusive},
+		{"restic -rX prune", plugin.Exclusive},
+		{"restic --password-file F snapshots", plugin.Shared},
+		{"restic -p F forget --keep-daily 7", plugin.Exclusive},
+		{"restic -o s3.storage-class=STANDARD backup /d", plugin.Shared},
+		{"restic --option sftp.command=ssh backup /d", plugin.Shared},
+		{"restic --cache-dir /c --limit-upload 100 backup --tag nightly /d", plugin.Shared},
+		{"restic --limit-download 10 restore latest --target /r", plugin.Shared},
+		{"restic --json -q check --read-data", plugin.Exclusive},
+		{"restic -vv backup /d", plugin.Shared},
+		{"restic --verbose=2 backup /d", plugin.Shared},
+		{"restic --retry-lock 5m backup /d", plugin.Shared},
+		{"restic --pack-size 64 --compression max copy --from-repo /src", plugin.Shared},
+		{"restic --no-lock ls latest", plugin.Shared},
+		{"restic --new-global-flag value backup /d", plugin.Shared},
+		{"restic --new-bool-flag prune", plugin.Exclusive},
+		{"/usr/local/bin/restic backup /d", plugin.Shared},
+		{"./restic prune", plugin.Exclusive},
+		{"restic cat config", plugin.Shared},
+		{"restic find foo", plugin.Shared},
+		{"restic dump latest /f", plugin.Shared},
+		{"restic diff a b", plugin.Shared},
+		{"restic stats", plugin.Shared},
+		{"restic mount /mnt", plugin.Shared},
+		{"restic list locks", plugin.Shared},
+		{"restic version", plugin.Shared},
+		{"restic forget --prune --keep-last 3", plugin.Exclusive},
+		{"restic check", plugin.Exclusive},
+		{"restic repair index", plugin.Exclusive},
+		{"restic repair snapshots --forget", plugin.Exclusive},
+		{"restic repair packs abc", plugin.Exclusive},
+		{"restic rebuild-index", plugin.Exclusive},
+		{"restic tag --add x", plugin.Exclusive},
+		{"restic key passwd", plugin.Exclusive},
+		{"restic key list", plugin.Exclusive},
+		{"restic key add", plugin.Exclusive},
+		{"restic migrate upgrade_repo_v2", plugin.Exclusive},
+		{"restic recover", plugin.Exclusive},
+		{"restic init", plugin.Exclusive},
+		{"restic unlock --remove-all", plugin.Exclusive},
+		{"restic rewrite --exclude x", plugin.Exclusive},
+		{"restic frobnicate", plugin.Exclusive}, // unknown: the safe default
+		{"restic -- backup /d", plugin.Shared},
+		{"restic", ""},
+		{"restic -r X --verbose", ""},
+		{"restic --help", ""},
+		{"sh -c restic backup /d", ""},
+		{"restic-0.18 backup /d", ""},
+		{"nice restic backup /d", ""},
+		{"", ""},
+	} {
+		got, err := (&Plugin{}).Mode(strings.Fields(tc.args))
+		if tc.want == "" {
+			if err == nil || !errors.Is(err, plugin.ErrModeNotInferred) {
+				t.Errorf("Mode(%q) = %q, %v; want an error wrapping ErrModeNotInferred", tc.args, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Mode(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		code    int
+		name    string
+		success bool
+	}{
+		{0, plugin.NameSuccess, true},
+		{1, plugin.NameError, false},
+		{2, "go runtime error", false},
+		{3, plugin.NameWarning, true},
+		{10, plugin.NameNoRepository, false},
+		{11, plugin.NameNativeLockBusy, false},
+		{12, plugin.NameWrongPassword, false},
+		{130, plugin.NameInterrupted, false},
+		{137, "killed by signal 9", false},
+		{143, "killed by signal 15", false},
+		{4, plugin.NameError, false},
+		{13, plugin.NameError, false},
+		{128, plugin.NameError, false},
+		{255, plugin.NameError, false},
+		{-1, plugin.NameError, false},
+	} {
+		if got := (&Plugin{}).Classify(tc.code); got.Name != tc.name || got.Success != tc.success {
+			t.Errorf("Classify(%d) = %+v, want {%q %v}", tc.code, got, tc.name, tc.success)
+		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    plugin.Repository
+		want []string
+	}{
+		{
+			"password file",
+			plugin.Repository{Location: "sftp:u@nas:/srv/r", PasswordFile: "/secrets/pw"},
+			[]string{"RESTIC_PASSWORD_FILE=/secrets/pw", "RESTIC_REPOSITORY=sftp:u@nas:/srv/r"},
+		},
+		{
+			"password command, extra env, rest password kept in the env only",
+			plugin.Repository{
+				Location:        "rest:https://u:s3cr3t@h/p/",
+				PasswordCommand: "vault kv get -field=pw secret/restic",
+				Env:             map[string]string{"GOMAXPROCS": "2", "AWS_PROFILE": "x"},
+			},
+			[]string{"AWS_PROFILE=x", "GOMAXPROCS=2", "RESTIC_PASSWORD_COMMAND=vault kv get -field=pw secret/restic", "RESTIC_REPOSITORY=rest:https://u:s3cr3t@h/p/"},
+		},
+		{
+			"the locked repository wins over the user's env",
+			plugin.Repository{Location: "/srv/r", Env: map[string]string{"RESTIC_REPOSITORY": "/other"}},
+			[]string{"RESTIC_REPOSITORY=/srv/r"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&Plugin{}).Env(tc.r); !slices.Equal(got, tc.want) {
+				t.Fatalf("Env = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnlockCommand(t *testing.T) {
+	r := plugin.Repository{Location: "rest:https://u:s3cr3t@h/p", PasswordFile: "/pw"}
+	for policy, want := range map[string][]string{
+		"":      nil,
+		"never": nil,
+		"stale": {"restic", "unlock"},
+		"all":   {"restic", "unlock", "--remove-all"},
+		"bogus": nil,
+	} {
+		got := (&Plugin{}).UnlockCommand(r, policy)
+		if !slices.Equal(got, want) {
+			t.Errorf("UnlockCommand(%q) = %q, want %q", policy, got, want)
+		}
+		for _, a := range got {
+			if strings.Contains(a, "s3cr3t") || strings.Contains(a, "/pw") || strings.Contains(a, "h/p") {
+				t.Errorf("UnlockCommand(%q) puts the repository or a secret in argv: %q", policy, got)
+			}
+		}
+	}
+}
+
+func TestIdentityRelativeToWorkingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	got, err := New().Identity(plugin.Repository{Location: "repo", Host: "h"})
+	if want := "restic+local://h" + dir + "/repo"; err != nil || got != want {
+		t.Fatalf("Identity(repo) in %s = %q, %v; want %q", dir, got, err, want)
+	}
+}
