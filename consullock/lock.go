@@ -133,11 +133,12 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 		l.abandon()
 		return nil, err
 	}
-	if err := l.markHolding(ctx); err != nil {
-		l.abandon()
-		return nil, err
-	}
-	l.wg.Add(1)
+	// The holder record is written while the caller already starts its
+	// command: the grant is decided and the token known, and a waiter
+	// handed the lock should not also wait for a write. A failed write
+	// means the session is gone, which the loss context reports.
+	l.wg.Add(2)
+	go l.markHolding()
 	go l.watchEntry()
 	return l, nil
 }
@@ -307,19 +308,21 @@ func eligible(mode Mode, ahead []Record) bool {
 	return true
 }
 
-func (l *Lock) markHolding(ctx context.Context) error {
+func (l *Lock) markHolding() {
+	defer l.wg.Done()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	l.record.State = StateHolding
 	l.record.Granted = &now
 	l.record.Token = l.token
-	ok, err := l.putRecord(ctx)
-	if err != nil {
-		return err
+	ok, err := l.putRecord(l.ctx)
+	switch {
+	case l.ctx.Err() != nil:
+	case err != nil:
+		// Not a loss by itself: renewal and the deadline decide that.
+		l.log.Warn("could not write the holder record", "key", l.entryKey, "error", err)
+	case !ok:
+		l.lose(lost("session %s invalidated at grant", l.session))
 	}
-	if !ok {
-		return lost("session %s invalidated at grant", l.session)
-	}
-	return nil
 }
 
 // Context is cancelled when the lock is lost (cause wraps ErrLost) or

@@ -193,13 +193,18 @@ func TestHolderRecordInKV(t *testing.T) {
 	conf.Holder = consullock.LocalHolder("v-test", "job-a")
 	l := acquire(t, conf)
 	defer release(t, l)
-	pair, _, err := c.KV().Get(l.EntryKey(), nil)
-	if err != nil || pair == nil {
-		t.Fatalf("entry %s: %v", l.EntryKey(), err)
-	}
+	// The holding state is written just after the grant.
+	var pair *api.KVPair
 	var r consullock.Record
-	if err := json.Unmarshal(pair.Value, &r); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && r.State != consullock.StateHolding; {
+		var err error
+		pair, _, err = c.KV().Get(l.EntryKey(), nil)
+		if err != nil || pair == nil {
+			t.Fatalf("entry %s: %v", l.EntryKey(), err)
+		}
+		if err := json.Unmarshal(pair.Value, &r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if r.State != consullock.StateHolding || r.Token != l.Token() || r.Holder.NomadAllocID != "alloc-1234" ||
 		r.Holder.Job != "job-a" || r.Holder.Version != "v-test" || r.Holder.PID == 0 {

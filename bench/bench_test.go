@@ -1,0 +1,292 @@
+// Package bench compares repolock with `consul lock` (built from the same
+// Consul module) side by side against one real agent, and writes the table
+// of medians and ratios to bench/results.md.
+//
+// Run it with `make bench`; it is a benchmark, not part of `make test`.
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/repolock/repolock/internal/testcluster"
+)
+
+// samples per measurement and tool; tools alternate so drift hits both.
+const samples = 15
+
+// tool wraps one lock command line.
+type tool struct {
+	name string
+	// argv returns the command line that runs script under key.
+	argv func(key, script string) []string
+	// session finds the holder's session ID in KV.
+	session func(c *api.Client, key string) string
+}
+
+func tools(repolock, consul string) []tool {
+	return []tool{
+		{
+			name: "repolock",
+			argv: func(key, script string) []string {
+				return []string{repolock, "exec", "-key", key, "-wait", "1m", "--", "sh", "-c", script}
+			},
+			session: func(c *api.Client, key string) string {
+				pairs, _, _ := c.KV().List("repolock/repos/"+key+"/lock/", nil)
+				for _, p := range pairs {
+					if p.Session != "" {
+						return p.Session
+					}
+				}
+				return ""
+			},
+		},
+		{
+			name: "consul lock",
+			argv: func(key, script string) []string {
+				// consul lock runs its command through sh -c itself.
+				return []string{consul, "lock", "bench/" + key, script}
+			},
+			session: func(c *api.Client, key string) string {
+				p, _, _ := c.KV().Get("bench/"+key+"/.lock", nil)
+				if p == nil {
+					return ""
+				}
+				return p.Session
+			},
+		},
+	}
+}
+
+type result struct {
+	wall, rss, handoff, destroy []float64
+}
+
+func BenchmarkCompare(b *testing.B) {
+	root := testcluster.RepoRoot(b)
+	repolock := testcluster.Binary(b, "repolock")
+	consul := testcluster.Binary(b, "consul")
+	srv := testcluster.StartServer(b)
+	env := append(os.Environ(), srv.Env("")...)
+	c := srv.Client(b)
+	tt := tools(repolock, consul)
+	res := make([]result, len(tt))
+	dir := b.TempDir()
+
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		for i := 0; i < samples; i++ {
+			for ti, t := range tt {
+				key := fmt.Sprintf("k%d-%d-%d", n, i, ti)
+				res[ti].wall = append(res[ti].wall, wallTrue(b, t, env, key))
+				res[ti].rss = append(res[ti].rss, peakRSS(b, t, env, key+"-rss"))
+				res[ti].handoff = append(res[ti].handoff, handoff(b, t, env, dir, key+"-h"))
+				res[ti].destroy = append(res[ti].destroy, destroyToSignal(b, t, env, c, dir, key+"-d"))
+			}
+		}
+	}
+	b.StopTimer()
+
+	table := render(tt, res)
+	fmt.Print(table)
+	if err := os.WriteFile(filepath.Join(root, "bench", "results.md"), []byte(table), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for ti, t := range tt {
+		b.ReportMetric(median(res[ti].wall), strings.ReplaceAll(t.name, " ", "_")+"-wall-ms")
+	}
+}
+
+func command(env, argv []string) *exec.Cmd {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	return cmd
+}
+
+// wallTrue is the wall time of the whole lock/run/release around `true`.
+func wallTrue(b *testing.B, t tool, env []string, key string) float64 {
+	cmd := command(env, t.argv(key, "true"))
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%s: %v\n%s", t.name, err, out)
+	}
+	return ms(time.Since(start))
+}
+
+// peakRSS is the peak resident memory (VmHWM) of the lock process and of
+// its helpers (repolock's guard), read while the command runs, in MiB.
+func peakRSS(b *testing.B, t tool, env []string, key string) float64 {
+	cmd := command(env, t.argv(key, "sleep 0.6"))
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	total := vmHWM(cmd.Process.Pid)
+	for _, child := range children(cmd.Process.Pid) {
+		if comm(child) == "repolock" { // the guard: the same binary re-executed
+			total += vmHWM(child)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("%s: %v", t.name, err)
+	}
+	return total / 1024
+}
+
+// handoff is the time from the first holder's command end to the waiting
+// holder's command start.
+func handoff(b *testing.B, t tool, env []string, dir, key string) float64 {
+	end, begin := filepath.Join(dir, key+"-end"), filepath.Join(dir, key+"-begin")
+	first := command(env, t.argv(key, "sleep 0.3; date +%s%N > "+end))
+	if err := first.Start(); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	second := command(env, t.argv(key, "date +%s%N > "+begin))
+	if out, err := second.CombinedOutput(); err != nil {
+		b.Fatalf("%s second: %v\n%s", t.name, err, out)
+	}
+	if err := first.Wait(); err != nil {
+		b.Fatalf("%s first: %v", t.name, err)
+	}
+	return ms(time.Duration(readNanos(b, begin) - readNanos(b, end)))
+}
+
+// destroyToSignal is the delay from an external session destroy to the
+// command's receipt of the kill signal.
+func destroyToSignal(b *testing.B, t tool, env []string, c *api.Client, dir, key string) float64 {
+	got, ready := filepath.Join(dir, key+"-got"), filepath.Join(dir, key+"-ready")
+	script := fmt.Sprintf(`trap 'date +%%s%%N > %s; exit 0' TERM INT; echo 1 > %s; while :; do sleep 0.005; done`, got, ready)
+	cmd := command(env, t.argv(key, script))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var session string
+	deadline := time.Now().Add(10 * time.Second)
+	for session == "" || !exists(ready) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: holder not running:\n%s", t.name, out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+		session = t.session(c, key)
+	}
+	destroyed := time.Now()
+	if _, err := c.Session().Destroy(session, nil); err != nil {
+		b.Fatal(err)
+	}
+	for !exists(got) {
+		if time.Since(destroyed) > 30*time.Second {
+			_ = cmd.Process.Kill()
+			b.Fatalf("%s: no kill signal 30s after the destroy:\n%s", t.name, out.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d := time.Unix(0, readNanos(b, got)).Sub(destroyed)
+	_ = cmd.Wait()
+	return ms(d)
+}
+
+func render(tt []tool, res []result) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Median of %d runs each, alternating, against one Consul v1.20.6 dev agent on loopback\n", samples)
+	fmt.Fprintf(&sb, "(`make bench`, %s, %d CPUs). Ratio = repolock / consul lock; lower is better.\n\n",
+		time.Now().UTC().Format("2006-01-02"), numCPU())
+	fmt.Fprintf(&sb, "| measure | repolock | consul lock | ratio |\n| --- | --- | --- | --- |\n")
+	rows := []struct {
+		name string
+		get  func(result) []float64
+		unit string
+	}{
+		{"wall time of a lock around `true`", func(r result) []float64 { return r.wall }, "ms"},
+		{"peak RSS while holding (repolock: + guard)", func(r result) []float64 { return r.rss }, "MiB"},
+		{"handoff latency between successive holders", func(r result) []float64 { return r.handoff }, "ms"},
+		{"external session destroy → kill signal", func(r result) []float64 { return r.destroy }, "ms"},
+	}
+	for _, row := range rows {
+		a, b := median(row.get(res[0])), median(row.get(res[1]))
+		fmt.Fprintf(&sb, "| %s | %.1f %s | %.1f %s | %.2f× |\n", row.name, a, row.unit, b, row.unit, a/b)
+	}
+	return sb.String()
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func exists(p string) bool {
+	b, err := os.ReadFile(p)
+	return err == nil && len(b) > 0
+}
+
+func readNanos(b *testing.B, p string) int64 {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		b.Fatalf("%s: %v", p, err)
+	}
+	return n
+}
+
+// vmHWM reads a process's peak resident set size in KiB.
+func vmHWM(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func children(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		data, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func comm(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(data))
+}
+
+func numCPU() int {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(data), "processor\t:")
+}

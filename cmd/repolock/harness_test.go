@@ -1,0 +1,171 @@
+package main_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the repolock built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "repolock-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "repolock")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building repolock for the end-to-end tests:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fastFlags keep fault tests at seconds; agents run with session_ttl_min 1s.
+var fastFlags = []string{"-ttl", "2s", "-renew-interval", "500ms", "-kill-timeout", "500ms", "-margin", "300ms"}
+
+// proc is one repolock process under test.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan struct{}
+	code   int
+}
+
+// baseEnv is the test's environment without Consul settings, so every
+// repolock talks only to the agent it is given.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONSUL_") && !strings.HasPrefix(kv, "REPOLOCK_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, args...), stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(baseEnv(), env...)
+	p.cmd.Stderr = p.stderr
+	p.cmd.Stdout = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.code = 128 + int(ws.Signal())
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait returns the exit code, failing the test after limit.
+func (p *proc) wait(t *testing.T, limit time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(limit):
+		t.Fatalf("repolock %v did not exit within %s; output:\n%s", p.cmd.Args[1:], limit, p.stderr)
+	}
+	return -1
+}
+
+func runRepolock(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	p := start(t, env, args...)
+	code := p.wait(t, 60*time.Second)
+	return code, p.stderr.String()
+}
+
+// waitFile waits until path exists and is not empty, and returns its content.
+func waitFile(t *testing.T, path string, limit time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return string(b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s not written within %s", path, limit)
+	return ""
+}
+
+// heartbeats reads a file of "<unix nanoseconds>" lines.
+func heartbeats(t *testing.T, path string) []int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read heartbeats: %v", err)
+	}
+	var out []int64
+	for _, line := range strings.Fields(string(b)) {
+		n, err := strconv.ParseInt(line, 10, 64)
+		if err != nil {
+			continue // a line cut by SIGKILL
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no heartbeats in %s", path)
+	}
+	return out
+}
+
+// heartbeatScript writes the time to file every 20ms, forever or count times.
+func heartbeatScript(file string, count int) string {
+	loop := "while :"
+	if count > 0 {
+		loop = fmt.Sprintf("i=0; while [ $i -lt %d ]", count)
+	}
+	return fmt.Sprintf(`%s; do date +%%s%%N >> %q; i=$((i+1)); sleep 0.02; done`, loop, file)
+}
+
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	// A zombie still answers kill(0); it is dead for our purposes.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) < 3 || f[2] != "Z"
+}
+
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSpace(waitFile(t, path, 10*time.Second)))
+	if err != nil {
+		t.Fatalf("pid file %s: %v", path, err)
+	}
+	return n
+}

@@ -1,0 +1,167 @@
+// Command repolock runs a backup command under a fenced Consul lock.
+//
+// This file is the one place where errors become exit codes (see exitCode).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/run"
+	"github.com/repolock/repolock/internal/supervise"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes of repolock's own outcomes (DESIGN "Exit codes"); a command
+// that ran to its end gives its own code instead.
+const (
+	exitOK          = 0
+	exitUsage       = 64
+	exitUnreachable = 69
+	exitInternal    = 70
+	exitBusy        = 75
+	exitLockLost    = 76
+	exitDenied      = 77
+	exitConfig      = 78
+)
+
+// forwardedSignals reach the command's whole process group.
+var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP,
+	syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+func main() {
+	supervise.MaybeRunGuard()
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError is bad command-line usage (exit 64).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// configError is an invalid configuration whose diagnostics were printed (exit 78).
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "exec":
+		err = cmdExec(args[1:], stderr)
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "validate":
+		err = cmdValidate(args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "repolock %s\n", version)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, topUsage)
+	default:
+		err = usagef("unknown command %q", args[0])
+	}
+	code := exitCode(err)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, "repolock: %v\n", err)
+		if code == exitUsage {
+			fmt.Fprintln(stderr, "run 'repolock help' for usage")
+		}
+	}
+	return code
+}
+
+const topUsage = `Usage: repolock <command> [flags]
+
+Commands:
+  run [-config FILE] JOB               run a job of the config under its repository's lock
+  validate [-config FILE] [-json]      check the config; show each repository's lock key and each job's mode
+  exec -key KEY [flags] -- CMD ARGS…   run CMD under the lock KEY
+  exec -repository NAME [flags] -- CMD ARGS…
+                                       run CMD under a configured repository's lock
+  status [-json] [KEY]                 holders, waiters and last run per lock
+  version                              print the version
+
+Consul is reached through the standard CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
+CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT, … environment variables.
+Run 'repolock <command> -h' for the flags of a command.
+`
+
+// exitCode maps an outcome to repolock's documented exit codes.
+func exitCode(err error) int {
+	var (
+		usage    *usageError
+		conf     *configError
+		child    *run.ChildExitError
+		intr     *run.InterruptedError
+		lost     *run.LockLostError
+		unknown  *run.UnknownStateError
+		execErr  *supervise.ExecError
+		unreach  *consullock.UnreachableError
+		denied   *consullock.PermissionError
+		apiError api.StatusError
+	)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp), errors.Is(err, run.ErrSkipped):
+		return exitOK
+	case errors.As(err, &usage):
+		return exitUsage
+	case errors.As(err, &conf):
+		return exitConfig
+	case errors.As(err, &child):
+		return child.Code
+	case errors.As(err, &intr):
+		return intr.Code()
+	case errors.As(err, &lost):
+		return exitLockLost
+	case errors.As(err, &unknown):
+		return exitInternal
+	case errors.As(err, &execErr):
+		return execErr.Code
+	case errors.Is(err, consullock.ErrTimeout):
+		return exitBusy
+	case errors.As(err, &denied):
+		return exitDenied
+	case errors.As(err, &unreach):
+		return exitUnreachable
+	case errors.As(err, &apiError):
+		return exitUnreachable
+	}
+	return exitInternal
+}
+
+// newLogger builds the go-hclog logger every command uses (on stderr, so a
+// command's stdout stays its own).
+func newLogger(level string, jsonFormat bool, w io.Writer) (hclog.Logger, error) {
+	lvl := hclog.LevelFromString(level)
+	if lvl == hclog.NoLevel {
+		return nil, usagef("-log-level %q: want trace, debug, info, warn or error", level)
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "repolock", Level: lvl, JSONFormat: jsonFormat, Output: w}), nil
+}
+
+// notifySignals starts catching the signals that are forwarded to the
+// command, before anything is started, so none is lost in between.
+func notifySignals() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, forwardedSignals...)
+	return ch, func() { signal.Stop(ch) }
+}

@@ -1,0 +1,315 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/testcluster"
+)
+
+const resticPassword = "correct-horse-4711-restic"
+
+// toolEnv puts .bin first in PATH so jobs run the pinned restic.
+func toolEnv(t *testing.T, agent *testcluster.Agent, token string) []string {
+	testcluster.Binary(t, "restic")
+	bin := filepath.Join(testcluster.RepoRoot(t), ".bin")
+	return append(agent.Env(token), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+t.TempDir())
+}
+
+// resticRepo makes an initialised restic repository, a password file and
+// a small data directory.
+func resticRepo(t *testing.T) (repo, pwfile, data string) {
+	t.Helper()
+	dir := t.TempDir()
+	repo, pwfile, data = filepath.Join(dir, "repo"), filepath.Join(dir, "pass"), filepath.Join(dir, "data")
+	must(t, os.WriteFile(pwfile, []byte(resticPassword+"\n"), 0o600))
+	must(t, os.MkdirAll(data, 0o755))
+	for i := 0; i < 20; i++ {
+		must(t, os.WriteFile(filepath.Join(data, fmt.Sprintf("f%d", i)), []byte(strings.Repeat(fmt.Sprint(i), 5000)), 0o644))
+	}
+	restic(t, repo, pwfile, nil, "init")
+	return repo, pwfile, data
+}
+
+func restic(t *testing.T, repo, pwfile string, stdin *os.File, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testcluster.Binary(t, "restic"), args...)
+	cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD_FILE="+pwfile, "RESTIC_CACHE_DIR="+filepath.Join(filepath.Dir(repo), "cache"))
+	cmd.Stdin = stdin
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("restic %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeConfig writes a config file for the tests' jobs.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.hcl")
+	must(t, os.WriteFile(p, []byte(body), 0o644))
+	return p
+}
+
+func resticConfig(t *testing.T, repo, pwfile, data, unlock string) string {
+	return writeConfig(t, fmt.Sprintf(`
+lock {
+  ttl = "3s"
+  kill_timeout = "1s"
+  wait = "1m"
+}
+repository "r" {
+  tool = "restic"
+  location = %q
+  password_file = %q
+  unlock_native = %q
+  env = { RESTIC_CACHE_DIR = %q }
+}
+job "backup" {
+  repository = "r"
+  command = ["restic", "backup", %q]
+}
+job "prune" {
+  repository = "r"
+  command = ["restic", "forget", "--prune", "--keep-last", "1"]
+}
+job "slow-backup" {
+  repository = "r"
+  mode = "exclusive"
+  command = ["sh", "-c", "date +%%s%%N > $MARK.start; restic backup %s; sleep 0.5; date +%%s%%N > $MARK.end"]
+}
+`, repo, pwfile, unlock, filepath.Join(filepath.Dir(repo), "cache"), data, data))
+}
+
+func lastRun(t *testing.T, c *api.Client, key string) consullock.LastRun {
+	t.Helper()
+	p, _, err := c.KV().Get(consullock.RepoPrefix("", key)+"last", nil)
+	if err != nil || p == nil {
+		t.Fatalf("no last run for %s: %v", key, err)
+	}
+	var l consullock.LastRun
+	must(t, json.Unmarshal(p.Value, &l))
+	return l
+}
+
+// repoKey asks `repolock validate -json` for the lock key of repository r.
+func repoKey(t *testing.T, env []string, cfg string) string {
+	t.Helper()
+	p := start(t, env, "validate", "-config", cfg, "-json")
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("validate exit %d:\n%s", code, p.stderr)
+	}
+	var v struct {
+		Repositories []struct {
+			Name    string `json:"name"`
+			LockKey string `json:"lock_key"`
+		} `json:"repositories"`
+	}
+	out := p.stderr.String()
+	must(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &v))
+	return v.Repositories[0].LockKey
+}
+
+// Issue 3 acceptance 4: real restic under the lock, and native stale locks.
+func TestRunResticJobs(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	c := srv.Client(t)
+	env := toolEnv(t, srv, "")
+	repo, pwfile, data := resticRepo(t)
+	cfg := resticConfig(t, repo, pwfile, data, "never")
+	key := repoKey(t, env, cfg)
+
+	if code, out := runRepolock(t, env, "run", "-config", cfg, "backup"); code != 0 {
+		t.Fatalf("backup exit %d:\n%s", code, out)
+	}
+	if snaps := restic(t, repo, pwfile, nil, "snapshots", "--json"); strings.Count(snaps, `"id"`) < 1 {
+		t.Fatalf("no snapshot after the backup job: %s", snaps)
+	}
+	if l := lastRun(t, c, key); l.Mode != consullock.Shared || l.Exit != 0 || l.Class != "success" || l.Job != "backup" {
+		t.Errorf("last run after backup: %+v", l)
+	}
+	if code, out := runRepolock(t, env, "run", "-config", cfg, "prune"); code != 0 {
+		t.Fatalf("prune exit %d:\n%s", code, out)
+	}
+	if l := lastRun(t, c, key); l.Mode != consullock.Exclusive || l.Job != "prune" {
+		t.Errorf("prune did not run exclusive: %+v", l)
+	}
+
+	// A restic killed with SIGKILL mid-backup leaves its lock behind.
+	killResticMidBackup(t, repo, pwfile)
+	code, out := runRepolock(t, env, "run", "-config", cfg, "prune")
+	if code != 11 || !strings.Contains(out, "native lock busy") {
+		t.Fatalf("prune over a stale restic lock with unlock_native=never: exit %d, want restic's 11 and the class \"native lock busy\":\n%s", code, out)
+	}
+	stale := resticConfig(t, repo, pwfile, data, "stale")
+	code, out = runRepolock(t, env, "run", "-config", stale, "prune")
+	if code != 0 || !strings.Contains(out, "clearing native locks") {
+		t.Fatalf("prune with unlock_native=stale: exit %d, want 0 after clearing the lock:\n%s", code, out)
+	}
+	if locks, _ := os.ReadDir(filepath.Join(repo, "locks")); len(locks) != 0 {
+		t.Errorf("%d restic locks left", len(locks))
+	}
+}
+
+// killResticMidBackup starts a backup reading from a pipe that never ends,
+// waits for its lock file, and SIGKILLs it.
+func killResticMidBackup(t *testing.T, repo, pwfile string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	must(t, err)
+	defer w.Close()
+	cmd := exec.Command(testcluster.Binary(t, "restic"), "backup", "--stdin", "--stdin-filename", "stream")
+	cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD_FILE="+pwfile, "RESTIC_CACHE_DIR="+filepath.Join(filepath.Dir(repo), "cache"))
+	cmd.Stdin = r
+	must(t, cmd.Start())
+	r.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if locks, _ := os.ReadDir(filepath.Join(repo, "locks")); len(locks) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("restic wrote no lock within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, _ = w.Write([]byte(strings.Repeat("x", 1<<16)))
+	must(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+}
+
+// Issue 3 acceptance 7: a job waits while another holds the repository,
+// then runs; the two never overlap.
+func TestRunWaitsForOtherJob(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	env := toolEnv(t, srv, "")
+	repo, pwfile, data := resticRepo(t)
+	cfg := resticConfig(t, repo, pwfile, data, "never")
+	dir := t.TempDir()
+	a := start(t, append(env, "MARK="+filepath.Join(dir, "a")), "run", "-config", cfg, "slow-backup")
+	waitFile(t, filepath.Join(dir, "a.start"), 20*time.Second)
+	b := start(t, append(env, "MARK="+filepath.Join(dir, "b")), "run", "-config", cfg, "slow-backup")
+	if code := a.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("first job exit %d:\n%s", code, a.stderr)
+	}
+	if code := b.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("second job exit %d:\n%s", code, b.stderr)
+	}
+	if !strings.Contains(b.stderr.String(), "lock busy; waiting") {
+		t.Errorf("second job did not report waiting:\n%s", b.stderr)
+	}
+	aEnd := heartbeats(t, filepath.Join(dir, "a.end"))[0]
+	bStart := heartbeats(t, filepath.Join(dir, "b.start"))[0]
+	if bStart <= aEnd {
+		t.Fatalf("overlap: second job started %s before the first ended", time.Duration(aEnd-bStart))
+	}
+	t.Logf("second job started %s after the first ended", time.Duration(bStart-aEnd))
+}
+
+// Issue 3 acceptance 6: no password or token in the argv or environment of
+// any process repolock starts, in its logs, or in KV.
+func TestNoSecretsLeak(t *testing.T) {
+	srv := testcluster.StartServer(t, testcluster.WithACL())
+	mgmt := srv.Client(t)
+	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: `key_prefix "repolock/" { policy = "write" }
+session_prefix "" { policy = "write" }
+node_prefix "" { policy = "read" }`}, nil)
+	must(t, err)
+	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	must(t, err)
+	env := toolEnv(t, srv, tok.SecretID)
+	repo, pwfile, data := resticRepo(t)
+	cfg := resticConfig(t, repo, pwfile, data, "stale")
+	secrets := []string{resticPassword, tok.SecretID}
+
+	env = append(env, "MARK="+filepath.Join(t.TempDir(), "mark"))
+	p := start(t, env, "run", "-config", cfg, "-log-level", "debug", "slow-backup")
+	seen := map[int]bool{}
+	for {
+		for _, pid := range descendants(p.cmd.Process.Pid) {
+			if seen[pid] {
+				continue
+			}
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if len(cmdline) == 0 {
+				continue // gone before we could read it
+			}
+			seen[pid] = true
+			for _, s := range secrets {
+				if strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s) {
+					t.Errorf("pid %d (%q) carries a secret in its argv or environment", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
+				}
+			}
+		}
+		select {
+		case <-p.done:
+		default:
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	if p.code != 0 {
+		t.Fatalf("job exit %d:\n%s", p.code, p.stderr)
+	}
+	if len(seen) < 2 {
+		t.Fatalf("saw only %d processes started by repolock; want the guard and the command at least", len(seen))
+	}
+	t.Logf("checked argv and environment of %d processes", len(seen))
+	pairs, _, err := mgmt.KV().List("repolock/", nil)
+	must(t, err)
+	if len(pairs) == 0 {
+		t.Fatal("repolock wrote nothing to KV")
+	}
+	for _, s := range secrets {
+		if strings.Contains(p.stderr.String(), s) {
+			t.Errorf("a secret appears in repolock's logs")
+		}
+		for _, kv := range pairs {
+			if strings.Contains(string(kv.Value), s) || strings.Contains(kv.Key, s) {
+				t.Errorf("a secret appears in KV at %s", kv.Key)
+			}
+		}
+	}
+}
+
+// descendants lists the processes below pid.
+func descendants(pid int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			for _, f := range strings.Fields(string(b)) {
+				var c int
+				if _, err := fmt.Sscan(f, &c); err == nil {
+					out = append(out, c)
+					queue = append(queue, c)
+				}
+			}
+		}
+	}
+	return out
+}

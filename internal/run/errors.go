@@ -1,0 +1,72 @@
+package run
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// ChildExitError is a command that ran to its end with a non-zero status;
+// Code is its exit code, or 128+N when signal N killed it.
+type ChildExitError struct {
+	Code  int
+	Class string
+}
+
+func (e *ChildExitError) Error() string {
+	if e.Class != "" {
+		return fmt.Sprintf("command exited with code %d (%s)", e.Code, e.Class)
+	}
+	return fmt.Sprintf("command exited with code %d", e.Code)
+}
+
+// LockLostError means the lock was lost while the command ran; the command
+// was stopped and the session destroyed.
+type LockLostError struct {
+	Cause error
+}
+
+func (e *LockLostError) Error() string {
+	return fmt.Sprintf("lock lost while the command ran; command stopped: %v", e.Cause)
+}
+func (e *LockLostError) Unwrap() error { return e.Cause }
+
+// InterruptedError means a signal ended the wait for the lock, or the
+// command exited 0 after repolock forwarded a terminating signal to it: the
+// run did not finish, so it must not count as a success.
+type InterruptedError struct {
+	Signal syscall.Signal
+	During string
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("interrupted by %s %s", signalName(e.Signal), e.During)
+}
+
+// Code is the shell convention for a death by signal.
+func (e *InterruptedError) Code() int { return 128 + int(e.Signal) }
+
+// UnknownStateError means the guard process died without reporting: the
+// command's state is not known, so the session was destroyed, not released.
+type UnknownStateError struct{ Err error }
+
+func (e *UnknownStateError) Error() string {
+	return fmt.Sprintf("command state unknown (guard process failed): %v", e.Err)
+}
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	case syscall.SIGUSR1:
+		return "SIGUSR1"
+	case syscall.SIGUSR2:
+		return "SIGUSR2"
+	}
+	return fmt.Sprintf("signal %d", int(s))
+}

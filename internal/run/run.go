@@ -1,0 +1,277 @@
+// Package run joins the pieces: it takes the lock, starts the command under
+// the supervisor, keeps the command's kill deadlines in step with the
+// lock's renewals, and turns the outcome into one error (nil for success)
+// that cmd/repolock maps to an exit code.
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/clock"
+	"github.com/repolock/repolock/internal/supervise"
+)
+
+// Spec is one run: what to lock, how, and what to run under the lock.
+type Spec struct {
+	Job        string // config job name, "" for `repolock exec`
+	Repository string // repository name, or the key for `repolock exec`
+	Key        string // lock key
+	Prefix     string // KV prefix
+	Mode       consullock.Mode
+	Args       []string // the command; Args[0] as the user wrote it
+	Env        []string // the command's environment, without REPOLOCK_*
+	Dir        string
+	Timing     consullock.Timing
+	Wait       time.Duration
+	Skip       bool // on_busy = "skip": a busy lock is not an error
+	KillSignal syscall.Signal
+	// Classify names an exit code for logs and the last-run record.
+	Classify func(code int) (class string, success bool)
+	// Prepare commands run under the lock before Args, only when it is held
+	// exclusively (clearing a tool's stale native locks is safe only then).
+	Prepare [][]string
+	Holder  consullock.Holder
+}
+
+// Runner runs specs against one Consul client.
+type Runner struct {
+	Client  *api.Client
+	Log     hclog.Logger
+	Signals <-chan os.Signal // signals to forward to the command
+}
+
+// deadlinePoll is how often the loop compares CLOCK_BOOTTIME with the kill
+// deadline; a Go timer alone would not count time spent suspended.
+const deadlinePoll = 25 * time.Millisecond
+
+// ErrSkipped is returned when the lock was busy and Spec.Skip is set.
+var ErrSkipped = errors.New("lock busy; run skipped (on_busy = \"skip\")")
+
+// Run executes spec and returns nil only when the command ran to its end
+// with status 0 under a lock that held throughout.
+func (r *Runner) Run(ctx context.Context, spec Spec) error {
+	path, err := supervise.Resolve(spec.Args[0])
+	if err != nil {
+		return err // 126/127 before anything touched Consul
+	}
+	lock, err := r.acquire(ctx, spec)
+	if err != nil {
+		if errors.Is(err, consullock.ErrTimeout) && spec.Skip {
+			r.Log.Info("lock busy; skipping", "key", spec.Key, "reason", err)
+			return ErrSkipped
+		}
+		return err
+	}
+	log := r.Log.With("key", spec.Key, "session", lock.Session(), "fencing_token", lock.Token())
+	log.Info("lock acquired", "mode", spec.Mode)
+	started := time.Now()
+
+	if spec.Mode == consullock.Exclusive {
+		for _, argv := range spec.Prepare {
+			r.prepare(lock, spec, argv, log)
+		}
+	}
+
+	env := append(append([]string(nil), spec.Env...),
+		"REPOLOCK_HELD=1",
+		"REPOLOCK_REPOSITORY="+spec.Repository,
+		"REPOLOCK_KEY="+spec.Key,
+		"REPOLOCK_MODE="+string(spec.Mode),
+		"REPOLOCK_SESSION="+lock.Session(),
+		"REPOLOCK_FENCING_TOKEN="+strconv.FormatUint(lock.Token(), 10),
+	)
+	res, lostCause, forwarded, err := r.supervise(lock, spec, supervise.Spec{
+		Path: path, Args: spec.Args, Env: env, Dir: spec.Dir,
+		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout,
+	}, log)
+	if err != nil {
+		// The command never started: nothing ran, so a release is safe.
+		r.finish(lock, spec, log, false)
+		return err
+	}
+
+	last := consullock.LastRun{Job: spec.Job, Mode: spec.Mode, Exit: res.ExitCode, Started: started.UTC(),
+		Ended: time.Now().UTC(), Holder: spec.Holder, Token: lock.Token(), Session: lock.Session()}
+	var outcome error
+	switch {
+	case lostCause != nil:
+		last.Exit, last.Class, last.LockLost = 76, "lock lost", true
+		outcome = &LockLostError{Cause: lostCause}
+	case res.Unknown:
+		last.Exit, last.Class = 70, "unknown"
+		outcome = &UnknownStateError{Err: errors.New("guard exited without a status")}
+	default:
+		class, ok := "success", res.ExitCode == 0
+		if spec.Classify != nil {
+			class, ok = spec.Classify(res.ExitCode)
+		}
+		last.Class = class
+		log.Info("command finished", "exit", res.ExitCode, "class", class, "duration", time.Since(started).Round(time.Millisecond))
+		switch {
+		case res.ExitCode != 0:
+			outcome = &ChildExitError{Code: res.ExitCode, Class: class}
+		case forwarded != 0:
+			last.Exit = 128 + int(forwarded)
+			outcome = &InterruptedError{Signal: forwarded, During: "while the command ran (it exited 0)"}
+		}
+		_ = ok
+	}
+	// Release first: the next waiter should not wait for the history.
+	r.finish(lock, spec, log, lostCause != nil || res.Unknown)
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := consullock.WriteLast(wctx, r.Client, spec.Prefix, spec.Key, last); err != nil {
+		log.Warn("could not record the last run", "error", err)
+	}
+	cancel()
+	return outcome
+}
+
+// acquire takes the lock; a forwarded signal while waiting abandons the wait.
+func (r *Runner) acquire(ctx context.Context, spec Spec) (*consullock.Lock, error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		lock *consullock.Lock
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := consullock.Acquire(actx, consullock.Config{
+			Client: r.Client, Prefix: spec.Prefix, Key: spec.Key, Mode: spec.Mode,
+			Timing: spec.Timing, Wait: spec.Wait, Holder: spec.Holder, Logger: r.Log,
+			OnBusy: func(ahead []consullock.Record) {
+				h := ahead[0]
+				r.Log.Info("lock busy; waiting", "key", spec.Key, "wait", spec.Wait, "holder",
+					fmt.Sprintf("%s@%s pid %d", h.Holder.User, h.Holder.Host, h.Holder.PID), "holder_mode", h.Mode, "ahead", len(ahead))
+			},
+		})
+		done <- result{l, err}
+	}()
+	select {
+	case res := <-done:
+		return res.lock, res.err
+	case sig := <-r.Signals:
+		cancel()
+		if res := <-done; res.lock != nil {
+			_ = res.lock.Release(context.Background())
+		}
+		s, _ := sig.(syscall.Signal)
+		return nil, &InterruptedError{Signal: s, During: "while waiting for the lock"}
+	}
+}
+
+// supervise runs one command under the lock and returns when the command
+// and every process of its group are gone.
+func (r *Runner) supervise(lock *consullock.Lock, spec Spec, ps supervise.Spec, log hclog.Logger) (
+	res supervise.Result, lostCause error, forwarded syscall.Signal, err error) {
+	timing := lock.Timing()
+	proc, err := supervise.Start(ps)
+	if err != nil {
+		return res, nil, 0, err
+	}
+	// soft is when the guard sends the kill signal unless a renewal is
+	// confirmed first; from then on the run counts as a lost lock even if
+	// Consul has not expired the session yet, because the command was
+	// stopped for want of proof.
+	var soft clock.Boottime
+	setDeadline := func(sent clock.Boottime) {
+		var hard clock.Boottime
+		soft, hard = timing.Deadlines(sent)
+		if err := proc.SetDeadline(supervise.Boottime(soft), supervise.Boottime(hard)); err != nil {
+			log.Warn("could not pass the kill deadline to the guard", "error", err)
+		}
+	}
+	setDeadline(lock.LastSent())
+	log.Debug("command started", "pid", proc.Pid())
+	checkSoft := func() {
+		if lostCause == nil && clock.Now() >= soft {
+			lostCause = fmt.Errorf("%w: no renewal confirmed by the kill deadline (ttl %s − kill_timeout %s − margin %s after the last one was sent)",
+				consullock.ErrLost, timing.TTL, timing.KillTimeout, timing.Margin)
+			log.Error("lock can no longer be proven; the guard is stopping the command", "reason", lostCause)
+		}
+	}
+	tick := time.NewTicker(deadlinePoll)
+	defer tick.Stop()
+
+	lockDone := lock.Context().Done()
+	for {
+		select {
+		case <-tick.C:
+			checkSoft()
+		case sent := <-lock.Leases():
+			checkSoft() // a renewal confirmed too late does not undo a kill
+			setDeadline(sent)
+		case sig := <-r.Signals:
+			s, _ := sig.(syscall.Signal)
+			log.Info("forwarding signal to the command's process group", "signal", signalName(s))
+			if err := proc.Signal(s); err != nil {
+				log.Warn("forwarding signal failed", "error", err)
+			}
+			if s == syscall.SIGINT || s == syscall.SIGTERM || s == syscall.SIGHUP || s == syscall.SIGQUIT {
+				forwarded = s
+			}
+		case <-lockDone:
+			lockDone = nil
+			if lostCause == nil {
+				lostCause = context.Cause(lock.Context())
+			}
+			log.Error("lock lost; stopping the command", "reason", context.Cause(lock.Context()))
+			if err := proc.Stop(); err != nil {
+				log.Warn("stopping the command failed", "error", err)
+			}
+		case <-proc.Done():
+			checkSoft() // the guard may have acted between two ticks
+			return proc.Result(), lostCause, forwarded, nil
+		}
+	}
+}
+
+// prepare runs one preparation command (a native stale-lock cleanup) under
+// the lock. Its failure is logged: the main command reports the tool's own
+// lock error if the cleanup did not help.
+func (r *Runner) prepare(lock *consullock.Lock, spec Spec, argv []string, log hclog.Logger) {
+	path, err := supervise.Resolve(argv[0])
+	if err != nil {
+		log.Warn("native lock cleanup not run", "command", argv[0], "error", err)
+		return
+	}
+	log.Info("clearing native locks under the exclusive cluster lock", "command", argv)
+	res, lostCause, _, err := r.supervise(lock, spec, supervise.Spec{Path: path, Args: argv, Env: spec.Env, Dir: spec.Dir,
+		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout}, log)
+	switch {
+	case err != nil:
+		log.Warn("native lock cleanup failed to start", "error", err)
+	case lostCause != nil:
+		log.Warn("lock lost during native lock cleanup", "reason", lostCause)
+	case res.ExitCode != 0:
+		log.Warn("native lock cleanup failed", "exit", res.ExitCode)
+	}
+}
+
+// finish releases the lock after a clean end, or destroys the session on
+// doubt. Either way the session is gone or expires by TTL.
+func (r *Runner) finish(lock *consullock.Lock, spec Spec, log hclog.Logger, doubt bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(spec.Timing.RenewInterval, 2*time.Second))
+	defer cancel()
+	if doubt {
+		if err := lock.Invalidate(ctx); err != nil {
+			log.Warn("could not destroy the session; it expires by TTL", "error", err)
+		}
+		return
+	}
+	if err := lock.Release(ctx); err != nil {
+		log.Warn("could not release the lock; it expires by TTL", "error", err)
+		return
+	}
+	log.Info("lock released")
+}

@@ -1,0 +1,290 @@
+//go:build linux
+
+package supervise
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// GuardArg, as os.Args[1], makes the repolock binary act as the guard.
+const GuardArg = "__repolock-guard"
+
+// File descriptors of the control pipes in the guard.
+const (
+	guardCtlFd    = 3 // R→G
+	guardEventsFd = 4 // G→R
+)
+
+// guardPoll is how often the guard re-checks a group that outlived the
+// command; the kernel gives no event when a non-child process exits.
+const guardPoll = 10 * time.Millisecond
+
+// guardSurvives lists signals a terminal or supervisor sends to R's whole
+// process group, which G shares; R forwards them explicitly instead. The
+// terminal stop signals are here because a guard stopped by Ctrl-Z could not
+// enforce the dead man's switch while the command, in its own group, runs on.
+var guardSurvives = []os.Signal{
+	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE,
+	syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU,
+}
+
+// MaybeRunGuard runs the guard and exits if this process was started as
+// one; otherwise it returns at once. Call it first in main and TestMain.
+func MaybeRunGuard() {
+	if len(os.Args) > 1 && os.Args[1] == GuardArg {
+		os.Exit(runGuard())
+	}
+}
+
+// guard is the state of the guard's single event loop.
+type guard struct {
+	events      *os.File
+	pgid        int // the command's pid and process group
+	killSig     syscall.Signal
+	killTimeout time.Duration
+
+	exited    bool     // the command was reaped
+	rGone     bool     // the control pipe reached EOF
+	stopping  bool     // the kill signal was sent by stop or after exit
+	sigkilled bool     // SIGKILL was sent to the group
+	soft      Boottime // dead man's switch, 0 when unarmed
+	hard      Boottime
+	softDone  bool
+	hardDone  bool
+	killAt    Boottime // SIGKILL after stop or exit, 0 when none
+}
+
+func runGuard() int {
+	// PDEATHSIG fires when the thread that forked the command exits. The
+	// main goroutine stays locked to its thread until os.Exit, so only the
+	// guard's own death can kill the command.
+	runtime.LockOSThread()
+
+	// Catch rather than ignore: a caught signal reverts to its default
+	// across exec, an ignored one would be inherited by the command. Signals
+	// already ignored when we started (nohup) stay ignored for the command.
+	caught := make(chan os.Signal, 1) // never read: dropping is the point
+	for _, s := range guardSurvives {
+		if !signal.Ignored(s) {
+			signal.Notify(caught, s)
+		}
+	}
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+
+	// The command must not inherit the control pipes: a copy of fd 3 would
+	// hide R's death, a copy of fd 4 would delay R's end of file.
+	syscall.CloseOnExec(guardCtlFd)
+	syscall.CloseOnExec(guardEventsFd)
+	g := &guard{events: os.NewFile(guardEventsFd, "repolock-events")}
+	ctl := bufio.NewReader(os.NewFile(guardCtlFd, "repolock-control"))
+
+	spec, err := decodeSpec(ctl)
+	if err != nil {
+		// R died or is not R: there is nothing to supervise.
+		fmt.Fprintf(os.Stderr, "repolock guard: %v\n", err)
+		return 2
+	}
+	g.killSig, g.killTimeout = spec.KillSignal, spec.KillTimeout
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		g.send(line(msgStartFail, failGuard, 0, "set child subreaper: "+err.Error()))
+		return 2
+	}
+	if spec.Dir != "" {
+		if err := os.Chdir(spec.Dir); err != nil {
+			g.send(line(msgStartFail, failChdir, int(errnoOf(err)), spec.Dir))
+			return 0
+		}
+	}
+	pid, err := syscall.ForkExec(spec.Path, spec.Args, &syscall.ProcAttr{
+		Env:   spec.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		g.send(line(msgStartFail, failExec, int(errnoOf(err)), err.Error()))
+		return 0
+	}
+	g.pgid = pid
+	g.send(line(msgStarted, pid))
+
+	cmds := make(chan string)
+	go readCommands(ctl, cmds)
+	g.loop(cmds, sigchld, newBootTimer())
+	return 0
+}
+
+// readCommands forwards control lines until R's end of the pipe closes.
+func readCommands(r *bufio.Reader, out chan<- string) {
+	defer close(out)
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		out <- l
+	}
+}
+
+// loop runs until the command was reaped and its group is empty.
+func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTimer) {
+	var poll <-chan time.Time
+	for {
+		g.fire()
+		timer.set(g.nextDue())
+		if g.exited && !groupAlive(g.pgid, g.sigkilled) {
+			g.reap() // zombies of the group that are our children
+			g.send(line(msgEmpty))
+			return
+		}
+		if poll == nil && (g.exited || g.rGone) {
+			poll = time.NewTicker(guardPoll).C
+		}
+		select {
+		case l, ok := <-cmds:
+			if !ok {
+				cmds = nil
+				g.rGone = true
+				g.sigkill()
+				continue
+			}
+			g.command(l)
+		case <-sigchld:
+			g.reap()
+		case <-timer.C:
+		case <-poll:
+			g.reap()
+			if g.sigkilled {
+				g.sigkill() // catches members forked since the last one
+			}
+		}
+	}
+}
+
+// command applies one control message from R.
+func (g *guard) command(l string) {
+	verb, rest := splitLine(l)
+	var err error
+	switch verb {
+	case msgSig:
+		var n []int64
+		if n, err = ints(rest, 1); err == nil {
+			g.kill(syscall.Signal(n[0]))
+		}
+	case msgDeadline:
+		var n []int64
+		if n, err = ints(rest, 2); err == nil {
+			g.soft, g.hard = Boottime(n[0]), Boottime(n[1])
+			g.softDone, g.hardDone = false, false
+		}
+	case msgStop:
+		g.escalate()
+	default:
+		err = errors.New("unknown message")
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "repolock guard: bad control message %q: %v\n", l, err)
+	}
+}
+
+// fire acts on every deadline that has passed.
+func (g *guard) fire() {
+	now := Now()
+	if g.soft != 0 && !g.softDone && now >= g.soft {
+		g.softDone = true
+		g.kill(g.killSig)
+	}
+	if g.hard != 0 && !g.hardDone && now >= g.hard {
+		g.hardDone = true
+		g.sigkill()
+	}
+	if g.killAt != 0 && now >= g.killAt {
+		g.killAt = 0
+		g.sigkill()
+	}
+}
+
+// nextDue is the earliest pending deadline, or 0.
+func (g *guard) nextDue() Boottime {
+	var next Boottime
+	for _, t := range []struct {
+		at      Boottime
+		pending bool
+	}{{g.soft, !g.softDone}, {g.hard, !g.hardDone}, {g.killAt, true}} {
+		if t.at != 0 && t.pending && (next == 0 || t.at < next) {
+			next = t.at
+		}
+	}
+	return next
+}
+
+// escalate sends the kill signal once and schedules SIGKILL.
+func (g *guard) escalate() {
+	if g.stopping {
+		return
+	}
+	g.stopping = true
+	g.kill(g.killSig)
+	g.killAt = Now().Add(g.killTimeout)
+}
+
+func (g *guard) sigkill() {
+	g.sigkilled = true
+	g.kill(syscall.SIGKILL)
+}
+
+// kill signals the whole group. Once the command was reaped the pgid is
+// only reserved while a member lives, so check first; the remaining window
+// is microseconds, and reusing the number needs the pid space to wrap.
+func (g *guard) kill(sig syscall.Signal) {
+	if g.exited && unix.Kill(-g.pgid, 0) == syscall.ESRCH {
+		return
+	}
+	_ = unix.Kill(-g.pgid, sig)
+}
+
+// reap collects every exited child: the command and, as subreaper, any
+// orphaned descendant.
+func (g *guard) reap() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+		if pid == g.pgid && !g.exited {
+			g.exited = true
+			g.send(line(msgExited, uint32(ws)))
+			// Members left behind must not outlive the command for long.
+			g.escalate()
+		}
+	}
+}
+
+// send reports to R; if R is gone there is no one to tell.
+func (g *guard) send(msg string) {
+	_, _ = io.WriteString(g.events, msg)
+}
+
+// errnoOf extracts the errno from err, or EINVAL.
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EINVAL
+}

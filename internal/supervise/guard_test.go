@@ -1,0 +1,148 @@
+//go:build linux
+
+package supervise
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helper runs the test binary in a helper role, as a separate "repolock".
+func helper(t *testing.T, role, dir string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+role, "SUPERVISE_TEST_DIR="+dir)
+	return cmd
+}
+
+// When repolock is SIGKILLed, the guard kills the command's whole group.
+func TestRepolockKilledTakesGroupAlong(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := helper(t, "r-killed", dir)
+	var stderr bytes.Buffer
+	r.Stderr = &stderr
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := waitPidFile(t, filepath.Join(dir, "pid"))
+	gpid := waitPidFile(t, filepath.Join(dir, "gpid"))
+	if notRunning(pid) || notRunning(gpid) {
+		t.Fatalf("command %d or grandchild %d not running before repolock is killed", pid, gpid)
+	}
+	if err := r.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Wait()
+	killed := time.Now()
+	eventually(t, 2*time.Second, "command and grandchild gone", func() bool {
+		return gone(pid) && gone(gpid)
+	})
+	t.Logf("gone %v after repolock died", time.Since(killed))
+	if stderr.Len() > 0 {
+		t.Logf("helper stderr: %s", stderr.String())
+	}
+}
+
+// Signals aimed at the guard itself (a terminal's Ctrl-C reaches R's whole
+// group) neither kill it nor reach the command.
+func TestGuardSurvivesGroupSignals(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, `
+trap 'echo usr1 >> "$D/usr1"' USR1
+echo ready > "$D/ready"
+while :; do sleep 1 & wait; done`, nil)
+	waitFile(t, filepath.Join(dir, "ready"), 5*time.Second)
+	for _, s := range guardSurvives {
+		if err := syscall.Kill(p.guard.pid, s.(syscall.Signal)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A round trip through the guard proves it still works.
+	if err := p.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitFile(t, filepath.Join(dir, "usr1"), 5*time.Second); got != "usr1" {
+		t.Fatalf("command saw %q, want exactly the one forwarded USR1", got)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	assertResult(t, p, Result{ExitCode: 128 + 15, Signal: syscall.SIGTERM})
+}
+
+// The guard catches signals instead of ignoring them, so the command starts
+// with default dispositions (except those ignored when repolock started).
+func TestCommandSignalDispositions(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, `exec cat /proc/self/status > "$D/status"`, nil)
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	b, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ignored uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "SigIgn:"); ok {
+			ignored, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	for _, s := range guardSurvives {
+		n := s.(syscall.Signal)
+		got := ignored&(1<<(n-1)) != 0
+		if want := signal.Ignored(s); got != want {
+			t.Errorf("%v ignored in the command = %v, want %v", n, got, want)
+		}
+	}
+}
+
+// If the guard dies without reporting, repolock kills the group itself and
+// reports the status as unknown.
+func TestGuardDeathMakesStatusUnknown(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, `sleep 100 & echo $! > "$D/gpid"; wait`, nil)
+	gpid := waitPidFile(t, filepath.Join(dir, "gpid"))
+	if err := syscall.Kill(p.guard.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	assertResult(t, p, Result{ExitCode: -1, Unknown: true})
+	// Their parent is now an init that may not reap, so zombies may stay.
+	for _, pid := range []int{p.Pid(), gpid} {
+		if !notRunning(pid) {
+			t.Errorf("pid %d still running after Done", pid)
+		}
+	}
+	if err := p.Signal(syscall.SIGTERM); !errors.Is(err, ErrDone) {
+		t.Errorf("Signal after Done = %v, want ErrDone", err)
+	}
+}
+
+// A write to a closed stdout fails with EPIPE instead of killing repolock.
+func TestClosedStdoutDoesNotKillRepolock(t *testing.T) {
+	t.Parallel()
+	r := helper(t, "epipe", t.TempDir())
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	r.Stdout = pw
+	var stderr bytes.Buffer
+	r.Stderr = &stderr
+	err = r.Run()
+	pw.Close()
+	if err != nil {
+		t.Fatalf("helper: %v (%s)", err, stderr.String())
+	}
+}

@@ -1,0 +1,295 @@
+//go:build linux
+
+package supervise
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// controlWriteTimeout bounds a write to a guard that stopped reading (frozen
+// with SIGSTOP, say); the caller then learns of it instead of hanging.
+const controlWriteTimeout = 5 * time.Second
+
+// orphanPoll is how often R re-checks a group whose guard died.
+const orphanPoll = 10 * time.Millisecond
+
+// Process is a command running under a guard.
+type Process struct {
+	pid    int
+	guard  *guardProc
+	events *os.File
+	evr    *bufio.Reader // shared by handshake and watch, which must not lose buffered lines
+
+	ctlMu sync.Mutex // serialises control messages and closing
+	ctl   *os.File   // nil once done
+
+	resMu  sync.Mutex // separate: a slow control write must not block Result
+	result Result
+
+	exited chan struct{}
+	done   chan struct{}
+}
+
+// Start resolves spec.Path, starts the guard and through it the command, and
+// returns once the command runs. A command that cannot run gives an
+// *ExecError. Start also makes SIGPIPE harmless for the whole program (a
+// write to a closed stdout then fails with EPIPE), because repolock dying of
+// a closed log pipe would leave a lock to expire instead of being released.
+func Start(spec Spec) (*Process, error) {
+	spec, err := spec.normalize()
+	if err != nil {
+		return nil, err
+	}
+	catchSIGPIPE()
+	stdio, closeStdio, err := guardStdio()
+	if err != nil {
+		return nil, err
+	}
+	defer closeStdio()
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("supervise: control pipe: %w", err)
+	}
+	evR, evW, err := os.Pipe()
+	if err != nil {
+		ctlR.Close()
+		ctlW.Close()
+		return nil, fmt.Errorf("supervise: event pipe: %w", err)
+	}
+	attr := &os.ProcAttr{
+		Env:   guardEnv(),
+		Files: append(stdio, ctlR, evW),
+	}
+	g, err := startGuard([]string{os.Args[0], GuardArg, spec.Args[0]}, attr)
+	// Only the guard may hold these ends, or end of file would never come.
+	ctlR.Close()
+	evW.Close()
+	if err != nil {
+		ctlW.Close()
+		evR.Close()
+		return nil, fmt.Errorf("supervise: start guard: %w", err)
+	}
+	p := &Process{
+		guard:  g,
+		events: evR,
+		evr:    bufio.NewReader(evR),
+		ctl:    ctlW,
+		exited: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if err := p.handshake(spec); err != nil {
+		p.abandon()
+		return nil, err
+	}
+	go p.watch()
+	return p, nil
+}
+
+// normalize resolves the program and applies defaults.
+func (s Spec) normalize() (Spec, error) {
+	path, err := Resolve(s.Path)
+	if err != nil {
+		return s, err
+	}
+	if len(s.Args) == 0 {
+		s.Args = []string{s.Path}
+	}
+	s.Path = path
+	if s.KillSignal == 0 {
+		s.KillSignal = DefaultKillSignal
+	}
+	if s.KillSignal < 1 || s.KillSignal > 64 {
+		return s, fmt.Errorf("supervise: invalid kill signal %d", s.KillSignal)
+	}
+	if s.KillTimeout == 0 {
+		s.KillTimeout = DefaultKillTimeout
+	}
+	if s.KillTimeout < 0 {
+		return s, fmt.Errorf("supervise: negative kill timeout %v", s.KillTimeout)
+	}
+	return s, nil
+}
+
+// handshake sends the spec and waits for started or startfail.
+func (p *Process) handshake(spec Spec) error {
+	if err := p.send(encodeSpec(spec)); err != nil {
+		return err
+	}
+	l, err := p.evr.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("supervise: guard ended before starting %q", spec.Args[0])
+	}
+	verb, rest := splitLine(l)
+	switch verb {
+	case msgStarted:
+		n, err := ints(rest, 1)
+		if err != nil {
+			return fmt.Errorf("supervise: guard: bad started message: %w", err)
+		}
+		p.pid = int(n[0])
+		return nil
+	case msgStartFail:
+		return startFailure(spec, rest)
+	}
+	return fmt.Errorf("supervise: guard: unexpected message %q", l)
+}
+
+// startFailure turns a startfail message into the error Start returns.
+func startFailure(spec Spec, rest string) error {
+	f := strings.SplitN(rest, " ", 3)
+	if len(f) != 3 {
+		return fmt.Errorf("supervise: guard: bad startfail message %q", rest)
+	}
+	kind := word(f[0])
+	errno, err := strconv.Atoi(f[1])
+	msg, err2 := strconv.Unquote(f[2])
+	if err != nil || err2 != nil {
+		return fmt.Errorf("supervise: guard: bad startfail message %q", rest)
+	}
+	cmd := spec.Args[0]
+	switch kind {
+	case failExec:
+		e := syscall.Errno(errno)
+		return &ExecError{Code: execCode(e), Cmd: cmd, Err: e}
+	case failChdir:
+		return &ExecError{Code: codeNotExecutable, Cmd: cmd,
+			Err: &fs.PathError{Op: "chdir", Path: msg, Err: syscall.Errno(errno)}}
+	}
+	return fmt.Errorf("supervise: guard: %s", msg)
+}
+
+// abandon tears down a guard whose command never started.
+func (p *Process) abandon() {
+	p.closeControl() // end of file: the guard exits
+	_, _ = io.Copy(io.Discard, p.evr)
+	p.events.Close()
+	p.guard.wait()
+	p.guard.release()
+}
+
+// watch follows the guard's reports until it is gone, then closes Done.
+func (p *Process) watch() {
+	var exitSeen, empty bool
+	for {
+		l, err := p.evr.ReadString('\n')
+		if err != nil {
+			break
+		}
+		verb, rest := splitLine(l)
+		switch verb {
+		case msgExited:
+			if n, err := ints(rest, 1); err == nil && !exitSeen {
+				exitSeen = true
+				p.setResult(resultOf(syscall.WaitStatus(uint32(n[0]))))
+				close(p.exited)
+			}
+		case msgEmpty:
+			empty = true
+		}
+	}
+	p.events.Close()
+	p.guard.wait()
+	if !empty {
+		// The guard died without proving the group gone (someone
+		// SIGKILLed it): do its last job here.
+		killGroup(p.pid)
+	}
+	if !exitSeen {
+		p.setResult(Result{ExitCode: -1, Unknown: true})
+		close(p.exited)
+	}
+	p.closeControl()
+	p.guard.release()
+	close(p.done)
+}
+
+// killGroup SIGKILLs process group pgid until none of it runs. C died with
+// the guard (PDEATHSIG), so the pgid is reserved only while other members
+// live: check before each kill, as the guard does.
+func killGroup(pgid int) {
+	for groupAlive(pgid, true) {
+		_ = unix.Kill(-pgid, syscall.SIGKILL)
+		time.Sleep(orphanPoll)
+	}
+}
+
+// Pid is the command's pid, which is also its process group id.
+func (p *Process) Pid() int { return p.pid }
+
+// Signal sends sig to the command's whole process group, through the guard.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if sig < 1 || sig > 64 {
+		return fmt.Errorf("supervise: invalid signal %d", sig)
+	}
+	return p.send(line(msgSig, int(sig)))
+}
+
+// SetDeadline arms the guard's dead man's switch: the kill signal to the
+// group at soft, SIGKILL at hard. It replaces any earlier deadline, so
+// calling it again extends it; SetDeadline(0, 0) disarms it. The guard acts
+// on it even when repolock is frozen.
+func (p *Process) SetDeadline(soft, hard Boottime) error {
+	if soft < 0 || hard < 0 || (hard != 0 && soft > hard) {
+		return fmt.Errorf("supervise: invalid deadline soft=%d hard=%d", soft, hard)
+	}
+	return p.send(line(msgDeadline, int64(soft), int64(hard)))
+}
+
+// Stop sends the kill signal to the group now and SIGKILL after the kill
+// timeout, unless the group is gone by then. Repeated calls do nothing more.
+func (p *Process) Stop() error { return p.send(line(msgStop)) }
+
+// Exited is closed when the command itself was reaped (or, when the guard
+// died, once it is known to be dead).
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// Done is closed when the command was reaped, no process of its group is
+// left and the guard is gone. Only then may the lock be released.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Result is how the command ended; it is final once Exited is closed.
+func (p *Process) Result() Result {
+	p.resMu.Lock()
+	defer p.resMu.Unlock()
+	return p.result
+}
+
+func (p *Process) setResult(r Result) {
+	p.resMu.Lock()
+	p.result = r
+	p.resMu.Unlock()
+}
+
+// send writes one or more complete messages to the guard.
+func (p *Process) send(msg string) error {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	if p.ctl == nil {
+		return ErrDone
+	}
+	_ = p.ctl.SetWriteDeadline(time.Now().Add(controlWriteTimeout))
+	if _, err := io.WriteString(p.ctl, msg); err != nil {
+		return fmt.Errorf("supervise: write to guard: %w", err)
+	}
+	return nil
+}
+
+func (p *Process) closeControl() {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	if p.ctl != nil {
+		p.ctl.Close()
+		p.ctl = nil
+	}
+}

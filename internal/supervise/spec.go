@@ -1,0 +1,80 @@
+package supervise
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// Defaults applied by Start to a zero Spec field.
+const (
+	DefaultKillSignal  = syscall.SIGTERM
+	DefaultKillTimeout = 10 * time.Second
+)
+
+// Spec describes the command to run.
+type Spec struct {
+	// Path is the program; Start resolves it with Resolve, so a bare name is
+	// looked up in repolock's own $PATH and a relative path is taken relative
+	// to repolock's working directory (not Dir).
+	Path string
+	// Args are the arguments including Args[0], the program name as given;
+	// empty means []string{Path}.
+	Args []string
+	// Env is the command's entire environment. Unlike os/exec, nil means an
+	// empty environment: repolock's own variables (CONSUL_HTTP_TOKEN, …)
+	// reach the command only when the caller copies them in on purpose.
+	Env []string
+	// Dir is the working directory; empty means repolock's.
+	Dir string
+	// KillSignal asks the group to stop (default SIGTERM).
+	KillSignal syscall.Signal
+	// KillTimeout is the grace between KillSignal and SIGKILL (default 10s).
+	KillTimeout time.Duration
+}
+
+// Result is how the command ended.
+type Result struct {
+	// ExitCode is the command's exit code, 128+N when signal N killed it,
+	// and -1 when Unknown.
+	ExitCode int
+	// Signal is the signal that killed the command, or 0.
+	Signal syscall.Signal
+	// Unknown is true when the guard died before reporting the command's
+	// status; the group was then killed and awaited by repolock itself.
+	Unknown bool
+}
+
+// ExecError says the command could not be executed; Code is the exit code a
+// shell would give (126 not executable, 127 not found).
+type ExecError struct {
+	Code int
+	Cmd  string
+	Err  error
+}
+
+// Error returns a one-line message naming the command.
+func (e *ExecError) Error() string {
+	return fmt.Sprintf("supervise: cannot run %q: %v", e.Cmd, e.Err)
+}
+
+// Unwrap returns the cause, usually a syscall.Errno.
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// ErrDone is returned when a Process is asked to do something after Done.
+var ErrDone = errors.New("supervise: process is done")
+
+// Exit codes shells use for a command they cannot run.
+const (
+	codeNotExecutable = 126
+	codeNotFound      = 127
+)
+
+// resultOf turns a wait status into the exit code a shell would report.
+func resultOf(ws syscall.WaitStatus) Result {
+	if ws.Signaled() {
+		return Result{ExitCode: 128 + int(ws.Signal()), Signal: ws.Signal()}
+	}
+	return Result{ExitCode: ws.ExitStatus()}
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make demo: a throwaway Consul agent on loopback, two commands contending
+# for one lock, and `repolock status` while and after they run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/.bin
+work=$(mktemp -d)
+agent_pid=""
+cleanup() {
+	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { # first port from $1 on that nothing listens
+	local p=$1
+	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+	echo "$p"
+}
+http=$(free_port 18500); serf=$(free_port $((http + 1))); server=$(free_port $((serf + 1)))
+
+echo "==> starting a throwaway Consul agent on 127.0.0.1:$http"
+"$bin/consul" agent -dev -node demo -bind 127.0.0.1 -client 127.0.0.1 \
+	-hcl "ports { http = $http, serf_lan = $serf, serf_wan = -1, server = $server, dns = -1, grpc = -1, grpc_tls = -1 }" \
+	-hcl 'session_ttl_min = "1s"' -hcl 'log_level = "error"' >"$work/consul.log" 2>&1 &
+agent_pid=$!
+export CONSUL_HTTP_ADDR=127.0.0.1:$http
+for _ in $(seq 100); do "$bin/repolock" status >/dev/null 2>&1 && break; sleep 0.1; done
+
+export PATH="$bin:$PATH"
+. "$root/jobspecs/demo-jobs.sh"
+
+echo
+echo "==> repolock status"
+"$bin/repolock" status
