@@ -187,5 +187,18 @@ func WriteDiagnostics(w io.Writer, files *Files, diags hcl.Diagnostics, color bo
 	if color {
 		width = 100
 	}
-	return hcl.NewDiagnosticTextWriter(w, m, width, color).WriteDiagnostics(diags)
+	tw := hcl.NewDiagnosticTextWriter(w, m, width, color)
+	for _, d := range diags {
+		// A compiler-style first line (file:line:column) that editors and
+		// CI logs link to; hcl's own block follows with the source lines.
+		if d.Subject != nil {
+			if _, err := fmt.Fprintf(w, "%s:%d:%d: %s\n", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary); err != nil {
+				return err
+			}
+		}
+		if err := tw.WriteDiagnostic(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,135 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Issue 3 acceptance 1 through the CLI: every broken config of the corpus
+// exits 78 with file:line:column and the offending source line.
+func TestValidateBrokenCorpus(t *testing.T) {
+	files, err := filepath.Glob("../../internal/config/testdata/invalid/*.hcl")
+	if err != nil || len(files) < 25 {
+		t.Fatalf("corpus has %d files (%v), want at least 25", len(files), err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			must(t, err)
+			p := start(t, nil, "validate", "-config", f)
+			code := p.wait(t, 10*time.Second)
+			out := p.stderr.String()
+			if code != 78 {
+				t.Fatalf("exit %d, want 78:\n%s", code, out)
+			}
+			if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+				t.Fatalf("panic:\n%s", out)
+			}
+			if !strings.Contains(out, f+":") {
+				t.Fatalf("no file:line:column location:\n%s", out)
+			}
+			for i, line := range strings.Split(string(src), "\n") {
+				if strings.Contains(line, "# <-- error") {
+					loc := fmt.Sprintf("%s:%d:", f, i+1)
+					code := strings.TrimSpace(strings.Split(line, "#")[0])
+					if name, _, ok := strings.Cut(code, "="); ok && (strings.TrimSpace(name) == "token" || strings.TrimSpace(name) == "password") {
+						code = name + "= **" // a secret's value is masked in the output
+					}
+					if !strings.Contains(out, loc) || !strings.Contains(out, code) {
+						t.Errorf("want location %s and the source line %q:\n%s", loc, line, out)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Issue 3 acceptance 2 through the CLI: spellings of one repository share
+// one lock key in `repolock validate -json`; a password never shows.
+func TestValidateJSONSharesKeys(t *testing.T) {
+	cfg := writeConfig(t, `
+repository "a1" {
+  tool = "restic"
+  location = "sftp:backup@NAS:/srv/restic/photos/"
+}
+repository "a2" {
+  tool = "restic"
+  location = "sftp://other@nas:22//srv/restic/photos"
+}
+repository "b1" {
+  tool = "restic"
+  location = "rest:https://user:hunter2-secret@Backup.example.com:443/photos/"
+}
+repository "b2" {
+  tool = "restic"
+  location = "rest:https://backup.example.com/photos"
+}
+repository "c1" {
+  tool = "borg"
+  location = "ssh://borg@host.example.com:22/srv/borg/main"
+}
+repository "c2" {
+  tool = "borg"
+  location = "borg@HOST.example.com:/srv/borg/main"
+}
+repository "d1" {
+  tool = "borg"
+  location = "borg@host.example.com:main"
+}
+repository "d2" {
+  tool = "borg"
+  location = "other@host.example.com:main"
+}
+job "j" {
+  repository = "a1"
+  command = ["restic", "check"]
+}
+`)
+	p := start(t, nil, "validate", "-config", cfg, "-json")
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.stderr)
+	}
+	out := p.stderr.String()
+	if strings.Contains(out, "hunter2-secret") {
+		t.Fatal("a password appears in validate's output")
+	}
+	var v struct {
+		Repositories []struct {
+			Name    string `json:"name"`
+			LockKey string `json:"lock_key"`
+		} `json:"repositories"`
+		Jobs []struct {
+			Name string `json:"name"`
+			Mode string `json:"mode"`
+		} `json:"jobs"`
+	}
+	must(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &v))
+	keys := map[string]string{}
+	for _, r := range v.Repositories {
+		keys[r.Name] = r.LockKey
+	}
+	for _, pair := range [][2]string{{"a1", "a2"}, {"b1", "b2"}, {"c1", "c2"}} {
+		if keys[pair[0]] == "" || keys[pair[0]] != keys[pair[1]] {
+			t.Errorf("%s and %s name one repository but lock %q and %q", pair[0], pair[1], keys[pair[0]], keys[pair[1]])
+		}
+	}
+	if keys["d1"] == keys["d2"] {
+		t.Errorf("relative paths of different users share the key %q", keys["d1"])
+	}
+	if len(v.Jobs) != 1 || v.Jobs[0].Mode != "exclusive" {
+		t.Errorf("restic check must lock exclusively: %+v", v.Jobs)
+	}
+}
+
+// The documented example at the root validates.
+func TestValidateRootExample(t *testing.T) {
+	p := start(t, nil, "validate", "-config", "../../config.hcl")
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.stderr)
+	}
+}
