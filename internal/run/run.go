@@ -187,7 +187,7 @@ func (r *Runner) supervise(lock *consullock.Lock, spec Spec, ps supervise.Spec, 
 	setDeadline := func(sent clock.Boottime) {
 		var hard clock.Boottime
 		soft, hard = timing.Deadlines(sent)
-		if err := proc.SetDeadline(supervise.Boottime(soft), supervise.Boottime(hard)); err != nil {
+		if err := proc.SetDeadline(soft, hard); err != nil {
 			log.Warn("could not pass the kill deadline to the guard", "error", err)
 		}
 	}
