@@ -313,3 +313,130 @@ func descendants(pid int) []int {
 	}
 	return out
 }
+
+const borgPassphrase = "borg-pass-8f3e-secret"
+
+// borgEnv is what the test's own borg calls need (the jobs get theirs from
+// the plugin). BORG_HOSTNAME_IS_UNIQUE=no stops borg from clearing a dead
+// local process's lock by itself, as on a cluster of look-alike containers.
+func borgEnv(t *testing.T, repo string) []string {
+	return append(os.Environ(), "BORG_REPO="+repo, "BORG_PASSPHRASE="+borgPassphrase,
+		"BORG_DISPLAY_PASSPHRASE=no", "BORG_BASE_DIR="+filepath.Join(filepath.Dir(repo), "borgbase"),
+		"BORG_HOSTNAME_IS_UNIQUE=no")
+}
+
+func borgBinary(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("borg")
+	if err != nil {
+		t.Fatal("borg not found in PATH: run `make borg` (installs Debian's borgbackup)")
+	}
+	return p
+}
+
+// Issue 3 acceptance 5: borg create and prune under the lock; a leftover
+// borg lock is broken with unlock_native = "all", and only once the
+// cluster lock is held exclusively.
+func TestRunBorgJobs(t *testing.T) {
+	borg := borgBinary(t)
+	srv := testcluster.StartServer(t)
+	c := srv.Client(t)
+	dir := t.TempDir()
+	repo, pwfile, data := filepath.Join(dir, "repo"), filepath.Join(dir, "pass"), filepath.Join(dir, "data")
+	must(t, os.WriteFile(pwfile, []byte(borgPassphrase+"\n"), 0o600))
+	must(t, os.MkdirAll(data, 0o755))
+	must(t, os.WriteFile(filepath.Join(data, "file"), []byte("borg data"), 0o644))
+	initCmd := exec.Command(borg, "init", "--encryption=repokey")
+	initCmd.Env = borgEnv(t, repo)
+	if out, err := initCmd.CombinedOutput(); err != nil {
+		t.Fatalf("borg init: %v\n%s", err, out)
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`
+lock {
+  ttl = "3s"
+  kill_timeout = "1s"
+  wait = "1m"
+}
+repository "b" {
+  tool = "borg"
+  location = %q
+  password_file = %q
+  unlock_native = "all"
+  env = {
+    BORG_BASE_DIR = %q
+    BORG_HOSTNAME_IS_UNIQUE = "no"
+  }
+}
+job "create" {
+  repository = "b"
+  command = ["borg", "create", "::a-{now:%%Y%%m%%dT%%H%%M%%S.%%f}", %q]
+}
+job "prune" {
+  repository = "b"
+  command = ["borg", "prune", "--keep-last", "1"]
+}
+`, repo, pwfile, filepath.Join(dir, "borgbase"), data))
+	env := toolEnv(t, srv, "")
+	key := repoKey(t, env, cfg)
+
+	for _, job := range []string{"create", "create", "prune"} {
+		if code, out := runRepolock(t, env, "run", "-config", cfg, job); code != 0 {
+			t.Fatalf("%s exit %d:\n%s", job, code, out)
+		}
+		if l := lastRun(t, c, key); l.Mode != consullock.Exclusive || l.Job != job || l.Exit != 0 {
+			t.Errorf("last run of %s: %+v", job, l)
+		}
+	}
+	list := exec.Command(borg, "list", "--short")
+	list.Env = borgEnv(t, repo)
+	out, err := list.CombinedOutput()
+	if err != nil || len(strings.Fields(string(out))) != 1 {
+		t.Fatalf("after two creates and a prune --keep-last 1: %v\n%s", err, out)
+	}
+
+	// A borg killed while holding its lock leaves it behind.
+	hold := exec.Command(borg, "with-lock", repo, "sleep", "1000")
+	hold.Env = borgEnv(t, repo)
+	hold.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	must(t, hold.Start())
+	native := filepath.Join(repo, "lock.exclusive")
+	waitPath(t, native, 20*time.Second)
+	must(t, syscall.Kill(-hold.Process.Pid, syscall.SIGKILL))
+	_ = hold.Wait()
+
+	// Another repolock holds the repository: the job waits and leaves the
+	// native lock alone meanwhile.
+	ready := filepath.Join(dir, "ready")
+	holder := start(t, env, "exec", "-key", key, "--", "sh", "-c", fmt.Sprintf("echo 1 > %q; sleep 2", ready))
+	waitFile(t, ready, 10*time.Second)
+	job := start(t, env, "run", "-config", cfg, "create")
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(native); err != nil {
+			t.Fatal("the native borg lock was broken while another repolock held the repository")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := holder.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("holder exit %d:\n%s", code, holder.stderr)
+	}
+	if code := job.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("create over a leftover borg lock with unlock_native=all: exit %d:\n%s", code, job.stderr)
+	}
+	if !strings.Contains(job.stderr.String(), "break-lock") {
+		t.Errorf("job did not report breaking the native lock:\n%s", job.stderr)
+	}
+	if _, err := os.Stat(native); err == nil {
+		t.Error("native borg lock still there after the job")
+	}
+}
+
+func waitPath(t *testing.T, p string, limit time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s did not appear within %s", p, limit)
+}
