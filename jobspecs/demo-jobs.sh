@@ -1,10 +1,49 @@
-# Sourced by demo.sh with CONSUL_HTTP_ADDR pointing at the demo agent and
-# $work a scratch directory.
-echo "==> two commands contend for the lock 'demo'; the second waits for the first"
-repolock exec -key demo -- sh -c 'echo "first holder: fencing token $REPOLOCK_FENCING_TOKEN, session $REPOLOCK_SESSION"; sleep 2' &
+# Sourced by demo.sh with CONSUL_HTTP_ADDR pointing at the demo agent,
+# .bin first in PATH and $work a scratch directory.
+
+echo "==> a small local restic repository and a demo config"
+mkdir -p "$work/data" "$work/cache"
+cp "$root/README.md" "$root/config.hcl" "$work/data/"
+head -c 2000000 /dev/urandom > "$work/data/random.bin"
+echo "demo-password-$$" > "$work/restic-pass"
+RESTIC_REPOSITORY="$work/repo" RESTIC_PASSWORD_FILE="$work/restic-pass" RESTIC_CACHE_DIR="$work/cache" \
+	restic init --quiet
+cat > "$work/demo.hcl" <<HCL
+lock {
+  kill_timeout = "5s"
+  wait = "1m"
+}
+repository "demo" {
+  tool          = "restic"
+  location      = "$work/repo"
+  password_file = "$work/restic-pass"
+  unlock_native = "stale"
+  env           = { RESTIC_CACHE_DIR = "$work/cache" }
+}
+job "backup" {
+  repository = "demo"
+  command    = ["restic", "backup", "$work/data"]
+}
+job "snapshots" {
+  repository = "demo"
+  command    = ["restic", "snapshots"]
+}
+HCL
+repolock validate -config "$work/demo.hcl"
+
+echo
+echo "==> repolock run backup: restic backup under the repository's lock"
+repolock run -config "$work/demo.hcl" backup
+echo
+echo "==> repolock run snapshots: the snapshot list, under the lock again"
+repolock run -config "$work/demo.hcl" snapshots
+
+echo
+echo "==> two commands contend for one lock; the second waits for the first"
+repolock exec -key demo-contention -- sh -c 'echo "first holder: fencing token $REPOLOCK_FENCING_TOKEN"; sleep 2' &
 first=$!
-sleep 0.5
+sleep 0.7
 echo "==> while the first runs, its holder record in Consul KV:"
-repolock status demo
-repolock exec -key demo -wait 1m -- sh -c 'echo "second holder: fencing token $REPOLOCK_FENCING_TOKEN"'
+repolock status demo-contention
+repolock exec -key demo-contention -wait 1m -- sh -c 'echo "second holder: fencing token $REPOLOCK_FENCING_TOKEN"'
 wait "$first"

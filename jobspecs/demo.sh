@@ -7,10 +7,13 @@ bin=$root/.bin
 work=$(mktemp -d)
 agent_pid=""
 cleanup() {
-	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+	if [ -n "$agent_pid" ]; then
+		kill "$agent_pid" 2>/dev/null || true
+		wait "$agent_pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
-trap cleanup EXIT
+trap 'rc=$?; cleanup; exit $rc' EXIT
 
 free_port() { # first port from $1 on that nothing listens
 	local p=$1
@@ -25,7 +28,9 @@ echo "==> starting a throwaway Consul agent on 127.0.0.1:$http"
 	-hcl 'session_ttl_min = "1s"' -hcl 'log_level = "error"' >"$work/consul.log" 2>&1 &
 agent_pid=$!
 export CONSUL_HTTP_ADDR=127.0.0.1:$http
-for _ in $(seq 100); do "$bin/repolock" status >/dev/null 2>&1 && break; sleep 0.1; done
+ready=""
+for _ in $(seq 150); do "$bin/repolock" status >/dev/null 2>&1 && ready=1 && break; sleep 0.1; done
+[ -n "$ready" ] || { echo "Consul agent did not come up:" >&2; cat "$work/consul.log" >&2; exit 1; }
 
 export PATH="$bin:$PATH"
 . "$root/jobspecs/demo-jobs.sh"
