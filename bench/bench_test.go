@@ -39,7 +39,7 @@ func tools(repolock, consul string) []tool {
 		{
 			name: "repolock",
 			argv: func(key, script string) []string {
-				return []string{repolock, "exec", "-key", key, "-wait", "1m", "--", "sh", "-c", script}
+				return []string{repolock, "exec", "-key", key, "-wait", "1m", "--", "bash", "-c", script}
 			},
 			session: func(c *api.Client, key string) string {
 				pairs, _, _ := c.KV().List("repolock/repos/"+key+"/lock/", nil)
@@ -54,8 +54,8 @@ func tools(repolock, consul string) []tool {
 		{
 			name: "consul lock",
 			argv: func(key, script string) []string {
-				// consul lock runs its command through sh -c itself.
-				return []string{consul, "lock", "bench/" + key, script}
+				// -shell=false: the same bash -c as repolock's, no extra sh.
+				return []string{consul, "lock", "-shell=false", "bench/" + key, "bash", "-c", script}
 			},
 			session: func(c *api.Client, key string) string {
 				p, _, _ := c.KV().Get("bench/"+key+"/.lock", nil)
@@ -147,12 +147,12 @@ func peakRSS(b *testing.B, t tool, env []string, key string) float64 {
 // holder's command start.
 func handoff(b *testing.B, t tool, env []string, dir, key string) float64 {
 	end, begin := filepath.Join(dir, key+"-end"), filepath.Join(dir, key+"-begin")
-	first := command(env, t.argv(key, "sleep 0.3; date +%s%N > "+end))
+	first := command(env, t.argv(key, "sleep 0.3; "+stamp(end)))
 	if err := first.Start(); err != nil {
 		b.Fatal(err)
 	}
 	time.Sleep(150 * time.Millisecond)
-	second := command(env, t.argv(key, "date +%s%N > "+begin))
+	second := command(env, t.argv(key, stamp(begin)))
 	if out, err := second.CombinedOutput(); err != nil {
 		b.Fatalf("%s second: %v\n%s", t.name, err, out)
 	}
@@ -166,7 +166,9 @@ func handoff(b *testing.B, t tool, env []string, dir, key string) float64 {
 // command's receipt of the kill signal.
 func destroyToSignal(b *testing.B, t tool, env []string, c *api.Client, dir, key string) float64 {
 	got, ready := filepath.Join(dir, key+"-got"), filepath.Join(dir, key+"-ready")
-	script := fmt.Sprintf(`trap 'date +%%s%%N > %s; exit 0' TERM INT; echo 1 > %s; while :; do sleep 0.005; done`, got, ready)
+	// wait returns as soon as a trapped signal arrives, so the stamp is
+	// taken when the signal is delivered, not after a polling sleep.
+	script := fmt.Sprintf(`trap '%s; kill $!; exit 0' TERM INT; echo 1 > %s; sleep 1000 & wait`, stamp(got), ready)
 	cmd := command(env, t.argv(key, script))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -196,6 +198,13 @@ func destroyToSignal(b *testing.B, t tool, env []string, c *api.Client, dir, key
 	d := time.Unix(0, readNanos(b, got)).Sub(destroyed)
 	_ = cmd.Wait()
 	return ms(d)
+}
+
+// stamp is a bash snippet writing the current time in nanoseconds to file
+// with builtins only ($EPOCHREALTIME), so no fork sits between the event
+// and the stamp.
+func stamp(file string) string {
+	return fmt.Sprintf(`t=${EPOCHREALTIME/./}; printf '%%s000\n' "$t" > %s`, file)
 }
 
 func render(tt []tool, res []result) string {

@@ -64,6 +64,13 @@ func (r *Runner) Run(ctx context.Context, spec Spec) error {
 	if err != nil {
 		return err // 126/127 before anything touched Consul
 	}
+	// The guard starts while we wait, so the grant is followed by the
+	// command without a process start-up in between.
+	guard, err := supervise.Spawn(spec.Args[0])
+	if err != nil {
+		return err
+	}
+	defer guard.Close()
 	lock, err := r.acquire(ctx, spec)
 	if err != nil {
 		if errors.Is(err, consullock.ErrTimeout) && spec.Skip {
@@ -78,7 +85,10 @@ func (r *Runner) Run(ctx context.Context, spec Spec) error {
 
 	if spec.Mode == consullock.Exclusive {
 		for _, argv := range spec.Prepare {
-			r.prepare(lock, spec, argv, log)
+			if lostCause := r.prepare(lock, spec, argv, log); lostCause != nil {
+				r.finish(lock, spec, log, true)
+				return &LockLostError{Cause: lostCause}
+			}
 		}
 	}
 
@@ -90,7 +100,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec) error {
 		"REPOLOCK_SESSION="+lock.Session(),
 		"REPOLOCK_FENCING_TOKEN="+strconv.FormatUint(lock.Token(), 10),
 	)
-	res, lostCause, forwarded, err := r.supervise(lock, spec, supervise.Spec{
+	res, lostCause, forwarded, err := r.supervise(lock, guard.Start, supervise.Spec{
 		Path: path, Args: spec.Args, Env: env, Dir: spec.Dir,
 		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout,
 	}, log)
@@ -172,10 +182,10 @@ func (r *Runner) acquire(ctx context.Context, spec Spec) (*consullock.Lock, erro
 
 // supervise runs one command under the lock and returns when the command
 // and every process of its group are gone.
-func (r *Runner) supervise(lock *consullock.Lock, spec Spec, ps supervise.Spec, log hclog.Logger) (
-	res supervise.Result, lostCause error, forwarded syscall.Signal, err error) {
+func (r *Runner) supervise(lock *consullock.Lock, start func(supervise.Spec) (*supervise.Process, error),
+	ps supervise.Spec, log hclog.Logger) (res supervise.Result, lostCause error, forwarded syscall.Signal, err error) {
 	timing := lock.Timing()
-	proc, err := supervise.Start(ps)
+	proc, err := start(ps)
 	if err != nil {
 		return res, nil, 0, err
 	}
@@ -238,15 +248,16 @@ func (r *Runner) supervise(lock *consullock.Lock, spec Spec, ps supervise.Spec, 
 
 // prepare runs one preparation command (a native stale-lock cleanup) under
 // the lock. Its failure is logged: the main command reports the tool's own
-// lock error if the cleanup did not help.
-func (r *Runner) prepare(lock *consullock.Lock, spec Spec, argv []string, log hclog.Logger) {
+// lock error if the cleanup did not help. A lock lost meanwhile is returned:
+// then the main command must not start.
+func (r *Runner) prepare(lock *consullock.Lock, spec Spec, argv []string, log hclog.Logger) error {
 	path, err := supervise.Resolve(argv[0])
 	if err != nil {
 		log.Warn("native lock cleanup not run", "command", argv[0], "error", err)
-		return
+		return nil
 	}
 	log.Info("clearing native locks under the exclusive cluster lock", "command", argv)
-	res, lostCause, _, err := r.supervise(lock, spec, supervise.Spec{Path: path, Args: argv, Env: spec.Env, Dir: spec.Dir,
+	res, lostCause, _, err := r.supervise(lock, supervise.Start, supervise.Spec{Path: path, Args: argv, Env: spec.Env, Dir: spec.Dir,
 		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout}, log)
 	switch {
 	case err != nil:
@@ -256,6 +267,7 @@ func (r *Runner) prepare(lock *consullock.Lock, spec Spec, argv []string, log hc
 	case res.ExitCode != 0:
 		log.Warn("native lock cleanup failed", "exit", res.ExitCode)
 	}
+	return lostCause
 }
 
 // finish releases the lock after a clean end, or destroys the session on

@@ -4,6 +4,7 @@ package supervise
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -51,6 +52,24 @@ func Start(spec Spec) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	g, err := Spawn(spec.Args[0])
+	if err != nil {
+		return nil, err
+	}
+	return g.Start(spec)
+}
+
+// Guard is a guard process started ahead of its command. Spawning it while
+// waiting for a lock takes a process start-up off the path between the
+// grant and the command (the handoff between holders).
+type Guard struct {
+	p       *Process
+	started bool
+}
+
+// Spawn starts a guard that waits for the spec of its command; name only
+// labels the guard in ps. Close a Guard that is not started.
+func Spawn(name string) (*Guard, error) {
 	catchSIGPIPE()
 	stdio, closeStdio, err := guardStdio()
 	if err != nil {
@@ -71,7 +90,7 @@ func Start(spec Spec) (*Process, error) {
 		Env:   guardEnv(),
 		Files: append(stdio, ctlR, evW),
 	}
-	g, err := startGuard([]string{os.Args[0], GuardArg, spec.Args[0]}, attr)
+	g, err := startGuard([]string{os.Args[0], GuardArg, name}, attr)
 	// Only the guard may hold these ends, or end of file would never come.
 	ctlR.Close()
 	evW.Close()
@@ -80,20 +99,43 @@ func Start(spec Spec) (*Process, error) {
 		evR.Close()
 		return nil, fmt.Errorf("supervise: start guard: %w", err)
 	}
-	p := &Process{
+	return &Guard{p: &Process{
 		guard:  g,
 		events: evR,
 		evr:    bufio.NewReader(evR),
 		ctl:    ctlW,
 		exited: make(chan struct{}),
 		done:   make(chan struct{}),
+	}}, nil
+}
+
+// Start hands the guard its command and returns once the command runs. A
+// Guard starts one command; on error it is closed.
+func (g *Guard) Start(spec Spec) (*Process, error) {
+	if g.started {
+		return nil, errors.New("supervise: guard already used")
 	}
-	if err := p.handshake(spec); err != nil {
-		p.abandon()
+	g.started = true
+	spec, err := spec.normalize()
+	if err != nil {
+		g.p.abandon()
 		return nil, err
 	}
-	go p.watch()
-	return p, nil
+	if err := g.p.handshake(spec); err != nil {
+		g.p.abandon()
+		return nil, err
+	}
+	go g.p.watch()
+	return g.p, nil
+}
+
+// Close ends a guard whose command was never started; it does nothing
+// after Start.
+func (g *Guard) Close() {
+	if !g.started {
+		g.started = true
+		g.p.abandon()
+	}
 }
 
 // normalize resolves the program and applies defaults.
