@@ -204,7 +204,7 @@ func destroyToSignal(b *testing.B, t tool, env []string, c *api.Client, dir, key
 // with builtins only ($EPOCHREALTIME), so no fork sits between the event
 // and the stamp.
 func stamp(file string) string {
-	return fmt.Sprintf(`t=${EPOCHREALTIME/./}; printf '%%s000\n' "$t" > %s`, file)
+	return fmt.Sprintf(`t=${EPOCHREALTIME/./}; echo "${t}000" > %s`, file)
 }
 
 func render(tt []tool, res []result) string {

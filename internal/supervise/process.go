@@ -237,7 +237,12 @@ func (p *Process) watch() {
 				close(p.exited)
 			}
 		case msgEmpty:
-			empty = true
+			// The group is proven gone: the caller may release the lock
+			// now, without waiting for the guard's own exit.
+			if exitSeen && !empty {
+				empty = true
+				close(p.done)
+			}
 		}
 	}
 	p.events.Close()
@@ -253,7 +258,9 @@ func (p *Process) watch() {
 	}
 	p.closeControl()
 	p.guard.release()
-	close(p.done)
+	if !empty {
+		close(p.done)
+	}
 }
 
 // killGroup SIGKILLs process group pgid until none of it runs. C died with
@@ -296,8 +303,9 @@ func (p *Process) Stop() error { return p.send(line(msgStop)) }
 // died, once it is known to be dead).
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
-// Done is closed when the command was reaped, no process of its group is
-// left and the guard is gone. Only then may the lock be released.
+// Done is closed when the command was reaped and no process of its group is
+// left (the guard says so, or it died and repolock checked itself). Only
+// then may the lock be released.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Result is how the command ended; it is final once Exited is closed.
@@ -319,6 +327,11 @@ func (p *Process) send(msg string) error {
 	defer p.ctlMu.Unlock()
 	if p.ctl == nil {
 		return ErrDone
+	}
+	select {
+	case <-p.done:
+		return ErrDone // the group is gone; the guard is only exiting
+	default:
 	}
 	_ = p.ctl.SetWriteDeadline(time.Now().Add(controlWriteTimeout))
 	if _, err := io.WriteString(p.ctl, msg); err != nil {
