@@ -9,7 +9,7 @@ consul {
   # KV prefix under which locks, holders and run history live (default "repolock").
   prefix = "repolock"
   # File holding the ACL token; a literal `token` is refused, since this file gets rendered and printed.
-  token_file = env("CONSUL_HTTP_TOKEN_FILE", "/secrets/consul-token")
+  token_file = env("CONSUL_HTTP_TOKEN_FILE", "")
   # Datacenter whose servers hold the locks; the agent's own when left out.
   datacenter = "dc1"
 }

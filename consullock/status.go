@@ -57,3 +57,27 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) ([]RepoStatu
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }
+
+// Break destroys the session of every live contender of key — holders and
+// waiters — and returns what it destroyed. It is the operator's forceful
+// escape hatch: a holder's command is stopped by its own repolock (exit 76),
+// but a competitor may be granted the lock before that command has died.
+func Break(ctx context.Context, c *api.Client, prefix, key string) ([]Record, error) {
+	repos, err := Status(ctx, c, prefix, key)
+	if err != nil {
+		return nil, err
+	}
+	var done []Record
+	for _, r := range repos {
+		// Newest first: destroying a holder first would grant the lock to
+		// a waiter that is about to be destroyed too.
+		for i := len(r.Entries) - 1; i >= 0; i-- {
+			e := r.Entries[i]
+			if _, err := c.Session().Destroy(e.Session, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+				return done, classify("destroy session "+e.Session, "session:write", err)
+			}
+			done = append(done, e)
+		}
+	}
+	return done, nil
+}

@@ -5,6 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.bin
 work=$(mktemp -d)
+cd "$work" # status and break read ./config.hcl when present; the demo has none
 agent_pid=""
 cleanup() {
 	if [ -n "$agent_pid" ]; then

@@ -398,3 +398,50 @@ session_prefix "" { policy = "write" }`}, nil)
 		}
 	})
 }
+
+// repolock status shows holder and waiter by repository name; repolock
+// break destroys both, says what it destroyed, and the holder exits 76.
+func TestStatusAndBreak(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	env := srv.Env("")
+	cfg := writeConfig(t, `
+repository "photos" {
+  tool     = "exec"
+  location = "photos"
+  lock_key = "photos-key"
+}`)
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	holder := start(t, env, "exec", "-config", cfg, "-repository", "photos", "-mode", "exclusive", "--",
+		"sh", "-c", fmt.Sprintf("echo 1 > %q; sleep 30", ready))
+	waitFile(t, ready, 10*time.Second)
+	waiter := start(t, env, "exec", "-key", "photos-key", "-mode", "shared", "-wait", "30s", "--", "true")
+	var out string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		p := start(t, env, "status", "-config", cfg, "photos")
+		if code := p.wait(t, 10*time.Second); code != 0 {
+			t.Fatalf("status exit %d:\n%s", code, p.stderr)
+		}
+		if out = p.stderr.String(); strings.Contains(out, "waiting") {
+			break
+		}
+	}
+	if !strings.Contains(out, "photos-key") || !strings.Contains(out, "holding") || !strings.Contains(out, "waiting") ||
+		!strings.Contains(out, fmt.Sprintf("pid %d", holder.cmd.Process.Pid)) {
+		t.Fatalf("status does not show the holder and the waiter:\n%s", out)
+	}
+	code, out := runRepolock(t, env, "break", "-config", cfg, "photos")
+	if code != 0 || strings.Count(out, "destroyed session") != 2 || !strings.Contains(out, "holding exclusive") {
+		t.Fatalf("break exit %d, want both sessions named:\n%s", code, out)
+	}
+	if code := holder.wait(t, 10*time.Second); code != 76 {
+		t.Fatalf("holder exit %d after break, want 76:\n%s", code, holder.stderr)
+	}
+	if code := waiter.wait(t, 10*time.Second); code != 75 {
+		t.Fatalf("waiter whose session was destroyed exited %d, want 75 (not acquired):\n%s", code, waiter.stderr)
+	}
+	code, out = runRepolock(t, env, "break", "photos-key")
+	if code != 0 || !strings.Contains(out, "nothing destroyed") {
+		t.Fatalf("second break: exit %d:\n%s", code, out)
+	}
+}

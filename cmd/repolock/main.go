@@ -72,6 +72,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdValidate(args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(args[1:], stdout, stderr)
+	case "break":
+		err = cmdBreak(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "repolock %s\n", version)
 	case "help", "-h", "-help", "--help":
@@ -97,7 +99,8 @@ Commands:
   exec -key KEY [flags] -- CMD ARGS…   run CMD under the lock KEY
   exec -repository NAME [flags] -- CMD ARGS…
                                        run CMD under a configured repository's lock
-  status [-json] [KEY]                 holders, waiters and last run per lock
+  status [-json] [REPOSITORY|KEY]      holders, waiters and last run per lock
+  break REPOSITORY|KEY                 operator force-release: destroy every session of the lock
   version                              print the version
 
 Consul is reached through the standard CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
@@ -136,7 +139,9 @@ func exitCode(err error) int {
 		return exitInternal
 	case errors.As(err, &execErr):
 		return execErr.Code
-	case errors.Is(err, consullock.ErrTimeout):
+	case errors.Is(err, consullock.ErrTimeout), errors.Is(err, consullock.ErrLost):
+		// ErrLost outside a LockLostError: the session ended while still
+		// waiting (an operator break), so the lock was not acquired.
 		return exitBusy
 	case errors.As(err, &denied):
 		return exitDenied

@@ -9,33 +9,39 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hashicorp/consul/api"
-
 	"github.com/repolock/repolock/consullock"
 )
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	prefix := fs.String("prefix", consullock.DefaultPrefix, "Consul KV prefix")
+	prefix := fs.String("prefix", "", "Consul KV prefix (default the config's, else repolock)")
+	cfgFlag := fs.String("config", "", "config file naming repositories (default $REPOLOCK_CONFIG, else ./config.hcl if present)")
 	asJSON := fs.Bool("json", false, "print JSON (for scripts)")
 	fs.Usage = func() {
-		io.WriteString(stderr, "Usage: repolock status [-json] [KEY]\n\nFlags:\n")
+		io.WriteString(stderr, "Usage: repolock status [-json] [REPOSITORY|KEY]\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
-		return usagef("status: at most one KEY")
+		return usagef("status: at most one REPOSITORY or KEY")
 	}
-	client, err := api.NewClient(api.DefaultConfig())
+	key, pfx, consul, err := lockTarget(fs.Arg(0), *cfgFlag, stderr)
 	if err != nil {
-		return usagef("status: Consul client: %v", err)
+		return err
+	}
+	if *prefix != "" {
+		pfx = *prefix
+	}
+	client, err := consulClient(consul)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	repos, err := consullock.Status(ctx, client, *prefix, fs.Arg(0))
+	repos, err := consullock.Status(ctx, client, pfx, key)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/config"
+)
+
+// lockTarget resolves the REPOSITORY|KEY argument of status and break: a
+// repository of the config (when one is found) names its lock key, any
+// other name is taken as a key.
+func lockTarget(name, cfgFlag string, stderr io.Writer) (key, prefix string, consul config.Consul, err error) {
+	path := configPath(cfgFlag)
+	if _, statErr := os.Stat(path); statErr != nil {
+		if cfgFlag != "" || os.Getenv("REPOLOCK_CONFIG") != "" {
+			return "", "", consul, usagef("config %s: %v", path, statErr)
+		}
+		return name, consullock.DefaultPrefix, consul, nil // no config: plain keys
+	}
+	cfg, err := loadConfig(path, stderr)
+	if err != nil {
+		return "", "", consul, err
+	}
+	key = name
+	if repo, ok := cfg.Repository(name); ok && name != "" {
+		res, err := resolveRepository(repo)
+		if err != nil {
+			return "", "", consul, err
+		}
+		key = res.key
+	}
+	return key, prefixOf(cfg), cfg.Consul, nil
+}
+
+func cmdBreak(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("break", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFlag := fs.String("config", "", "config file naming repositories (default $REPOLOCK_CONFIG, else ./config.hcl if present)")
+	prefix := fs.String("prefix", "", "Consul KV prefix (default the config's, else repolock)")
+	fs.Usage = func() {
+		io.WriteString(stderr, "Usage: repolock break [-config FILE] REPOSITORY|KEY\n\n"+
+			"Destroys the Consul session of every holder and waiter of the lock at once.\n"+
+			"Holders' commands are stopped by their repolock (exit 76), but another\n"+
+			"contender may start before they are dead: use it only when a lock is stuck.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("break: want exactly one REPOSITORY or KEY")
+	}
+	key, pfx, consul, err := lockTarget(fs.Arg(0), *cfgFlag, stderr)
+	if err != nil {
+		return err
+	}
+	if *prefix != "" {
+		pfx = *prefix
+	}
+	client, err := consulClient(consul)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done, err := consullock.Break(ctx, client, pfx, key)
+	for _, e := range done {
+		fmt.Fprintf(stdout, "destroyed session %s: %s %s, %s, since %s", e.Session, e.State, e.Mode, who(e.Holder),
+			e.Since.Format(time.RFC3339))
+		if e.State == consullock.StateHolding {
+			fmt.Fprintf(stdout, ", fencing token %d", e.Token)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if len(done) == 0 {
+		fmt.Fprintf(stdout, "no holder or waiter for %s: nothing destroyed\n", key)
+	}
+	return nil
+}
