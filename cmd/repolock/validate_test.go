@@ -133,3 +133,19 @@ func TestValidateRootExample(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, p.stderr)
 	}
 }
+
+// The README's configuration example is valid too.
+func TestValidateReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	must(t, err)
+	_, rest, ok := strings.Cut(string(readme), "```hcl\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README has no ```hcl block")
+	}
+	cfg := writeConfig(t, block)
+	p := start(t, nil, "validate", "-config", cfg)
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("README example: exit %d:\n%s", code, p.stderr)
+	}
+}
