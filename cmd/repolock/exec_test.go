@@ -445,3 +445,49 @@ repository "photos" {
 		t.Fatalf("second break: exit %d:\n%s", code, out)
 	}
 }
+
+// on_busy = "skip" turns a busy repository into exit 0 without running the
+// command; "fail" into 75.
+func TestRunOnBusy(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	env := srv.Env("")
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	cfg := writeConfig(t, fmt.Sprintf(`
+repository "r" {
+  tool     = "exec"
+  location = "busy-repo"
+}
+job "skipper" {
+  repository = "r"
+  mode       = "exclusive"
+  command    = ["touch", %q]
+  lock {
+    wait    = "200ms"
+    on_busy = "skip"
+  }
+}
+job "failer" {
+  repository = "r"
+  mode       = "exclusive"
+  command    = ["touch", %q]
+  lock {
+    wait = "200ms"
+  }
+}`, marker, marker))
+	ready := filepath.Join(dir, "ready")
+	holder := start(t, env, "exec", "-config", cfg, "-repository", "r", "-mode", "exclusive", "--",
+		"sh", "-c", fmt.Sprintf("echo 1 > %q; sleep 30", ready))
+	waitFile(t, ready, 10*time.Second)
+	if code, out := runRepolock(t, env, "run", "-config", cfg, "skipper"); code != 0 || !strings.Contains(out, "skipped") {
+		t.Fatalf("on_busy=skip: exit %d, want 0 saying it skipped:\n%s", code, out)
+	}
+	if code, out := runRepolock(t, env, "run", "-config", cfg, "failer"); code != 75 {
+		t.Fatalf("on_busy=fail: exit %d, want 75:\n%s", code, out)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a command ran while the repository was busy")
+	}
+	_ = holder.cmd.Process.Signal(syscall.SIGTERM)
+	holder.wait(t, 10*time.Second)
+}
