@@ -12,6 +12,9 @@ consul {
   token_file = env("CONSUL_HTTP_TOKEN_FILE", "")
   # Datacenter whose servers hold the locks; the agent's own when left out.
   datacenter = "dc1"
+  # Catalog-only node the lock sessions are bound to (registered if missing; the token needs node:write and
+  # session:write on it); default "repolock". Not an agent's node: its deregistration would drop the sessions.
+  session_node = "repolock"
 }
 
 # Lock defaults for every job; a job's own lock block overrides them field by field.

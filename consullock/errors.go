@@ -50,8 +50,12 @@ func (e *PermissionError) Error() string {
 	return msg
 }
 
-// lostError carries the reason of a loss and matches ErrLost.
-type lostError struct{ reason string }
+// lostError carries the reason of a loss and matches ErrLost. unreachable
+// marks a loss by the local deadline: Consul did not confirm a renewal.
+type lostError struct {
+	reason      string
+	unreachable bool
+}
 
 func (e *lostError) Error() string        { return "consullock: lock lost: " + e.reason }
 func (e *lostError) Is(target error) bool { return target == ErrLost }

@@ -39,11 +39,19 @@ const (
 // DefaultPrefix is the KV prefix when Config.Prefix is empty.
 const DefaultPrefix = "repolock"
 
+// DefaultNode is the catalog node sessions are bound to when Config.Node
+// is empty.
+const DefaultNode = "repolock"
+
 // Config of one lock acquisition.
 type Config struct {
 	Client *api.Client
 	Prefix string // KV prefix, default DefaultPrefix
 	Key    string // lock key, one KV path segment
+	// Node is the catalog-only node the session is bound to (registered if
+	// missing); default DefaultNode. Never the agent's own node, whose
+	// deregistration would invalidate the session behind our back.
+	Node   string
 	Mode   Mode
 	Timing Timing
 	// Wait bounds how long Acquire waits for the grant; 0 tries once.
@@ -147,17 +155,37 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 // that a frozen agent cannot hold a caller past its deadline.
 func (l *Lock) requestTimeout() time.Duration { return l.cfg.Timing.RenewInterval }
 
+// createSession binds the session to a catalog-only node (Config.Node)
+// instead of the local agent's: Consul invalidates every session of a node
+// when the node is deregistered, which a graceful agent restart
+// (leave_on_terminate) does at once, while repolock, cut off from its
+// agent, could not notice before its TTL-based deadline. A node registered
+// through the catalog, with no serfHealth check, is never reaped.
 func (l *Lock) createSession(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, max(l.requestTimeout(), 5*time.Second))
 	defer cancel()
+	node := l.cfg.Node
+	if node == "" {
+		node = DefaultNode
+	}
+	_, err := l.cfg.Client.Catalog().Register(&api.CatalogRegistration{
+		Node:           node,
+		Address:        "127.0.0.1",
+		NodeMeta:       map[string]string{"repolock": "session-node"},
+		SkipNodeUpdate: true,
+	}, (&api.WriteOptions{}).WithContext(rctx))
+	if err != nil {
+		return classify("register session node "+node, fmt.Sprintf("node:write on node %q (node %q { policy = \"write\" })", node, node), err)
+	}
 	sent := clock.Now()
 	id, _, err := l.sessions.CreateNoChecks(&api.SessionEntry{
 		Name:     "repolock " + l.cfg.Key,
+		Node:     node,
 		TTL:      l.cfg.Timing.TTL.String(),
 		Behavior: api.SessionBehaviorDelete,
 	}, (&api.WriteOptions{}).WithContext(rctx))
 	if err != nil {
-		return classify("create session", "session:write on this agent's node (node_prefix \"\" { policy = \"write\" })", err)
+		return classify("create session", fmt.Sprintf("session:write on node %q (session %q { policy = \"write\" })", node, node), err)
 	}
 	l.session = id
 	l.entryKey = RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/" + id
@@ -202,7 +230,7 @@ func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 // waitGrant blocks on the key's folder until this contender is eligible.
 func (l *Lock) waitGrant(ctx context.Context) error {
 	deadline := time.Now().Add(l.cfg.Wait)
-	wctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// A loss of the session while waiting ends the wait at once.
 	stopOnLoss := context.AfterFunc(l.ctx, cancel)
@@ -212,21 +240,25 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 	var index uint64
 	reported := false
 	for {
-		remaining := time.Until(deadline)
-		opts := &api.QueryOptions{WaitIndex: index, WaitTime: min(max(remaining, time.Millisecond), 5*time.Minute)}
+		opts := &api.QueryOptions{WaitIndex: index, WaitTime: min(max(time.Until(deadline), time.Millisecond), 5*time.Minute)}
 		if index == 0 {
 			opts.WaitIndex, opts.WaitTime = 0, 0
 		}
-		pairs, meta, err := l.kv.List(folder, opts.WithContext(wctx))
+		// Consul answers a blocking query after WaitTime plus up to
+		// WaitTime/16 of jitter; silence well past that is an agent that
+		// does not answer, not a lock that is busy.
+		rctx, rcancel := context.WithTimeout(wctx, opts.WaitTime+opts.WaitTime/16+l.requestTimeout())
+		pairs, meta, err := l.kv.List(folder, opts.WithContext(rctx))
+		timedOut := rctx.Err() == context.DeadlineExceeded
+		rcancel()
 		if err != nil {
-			if cause := context.Cause(l.ctx); cause != nil && l.ctx.Err() != nil {
-				return cause
-			}
-			if ctx.Err() != nil {
+			switch {
+			case l.ctx.Err() != nil:
+				return l.lossWhileWaiting()
+			case ctx.Err() != nil:
 				return ctx.Err()
-			}
-			if wctx.Err() != nil {
-				return l.timeout(nil)
+			case timedOut:
+				return &UnreachableError{Op: "read lock entries", Err: err}
 			}
 			return classify("read lock entries", fmt.Sprintf("key:read on %q", folder), err)
 		}
@@ -252,6 +284,18 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			index = meta.LastIndex
 		}
 	}
+}
+
+// lossWhileWaiting reports a session lost before the grant: a missed
+// renewal deadline means Consul stopped answering (unreachable); anything
+// else (a destroy, an expiry) means the lock was not acquired.
+func (l *Lock) lossWhileWaiting() error {
+	cause := context.Cause(l.ctx)
+	var le *lostError
+	if errors.As(cause, &le) && le.unreachable {
+		return &UnreachableError{Op: "renew session while waiting", Err: cause}
+	}
+	return cause
 }
 
 func (l *Lock) timeout(ahead []Record) error {
@@ -405,7 +449,9 @@ func (l *Lock) renewLoop() {
 			return
 		default:
 			l.setLease(sent)
-			timer.Reset(t.RenewInterval)
+			// Count the interval from the send, not the answer: a slow
+			// Consul must not stretch the gap between renewals.
+			timer.Reset(max(0, t.RenewInterval-clock.Now().Sub(sent)))
 		}
 	}
 }
@@ -415,13 +461,13 @@ func (l *Lock) renewLoop() {
 // not count time spent suspended.
 func (l *Lock) deadlineLoop() {
 	defer l.wg.Done()
-	tick := time.NewTicker(min(l.cfg.Timing.Margin/2, 50*time.Millisecond))
+	tick := time.NewTicker(max(min(l.cfg.Timing.Margin/2, 50*time.Millisecond), time.Millisecond))
 	defer tick.Stop()
 	for {
 		_, hard := l.cfg.Timing.Deadlines(l.LastSent())
 		if clock.Now() >= hard {
-			l.lose(lost("no renewal confirmed within ttl %s − margin %s; the server may expire the session",
-				l.cfg.Timing.TTL, l.cfg.Timing.Margin))
+			l.lose(&lostError{unreachable: true, reason: fmt.Sprintf("no renewal confirmed within ttl %s − margin %s; the server may expire the session",
+				l.cfg.Timing.TTL, l.cfg.Timing.Margin)})
 			return
 		}
 		select {
@@ -466,6 +512,13 @@ func (l *Lock) watchEntry() {
 		}
 		if pair == nil || pair.Session != l.session {
 			l.lose(lost("lock entry %s is gone: session destroyed or expired", l.entryKey))
+			return
+		}
+		if pair.CreateIndex != l.token {
+			// Deleted and written again: it now queues behind contenders
+			// that were behind us, so our grant no longer stands.
+			l.lose(lost("lock entry %s was deleted and re-created (create index %d, granted at %d)",
+				l.entryKey, pair.CreateIndex, l.token))
 			return
 		}
 		if meta.LastIndex < index {

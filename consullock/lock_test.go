@@ -297,8 +297,84 @@ func TestACLDenied(t *testing.T) {
 	if !errors.As(err, &pe) {
 		t.Fatalf("err = %v, want PermissionError", err)
 	}
-	if !strings.Contains(pe.Error(), "session:write") || strings.Contains(pe.Error(), tok.SecretID) {
-		t.Errorf("error %q must name session:write and not contain the token", pe)
+	if !strings.Contains(pe.Error(), "node:write") || strings.Contains(pe.Error(), tok.SecretID) {
+		t.Errorf("error %q must name node:write and not contain the token", pe)
+	}
+
+	// May register the session node but not create sessions: session:write.
+	pol2, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "node-only", Rules: `node_prefix "" { policy = "write" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok2, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol2.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf.Token = tok2.SecretID
+	c2, _ := api.NewClient(conf)
+	_, err = consullock.Acquire(context.Background(), cfg(c2, "acl", consullock.Exclusive))
+	if !errors.As(err, &pe) || !strings.Contains(pe.Error(), "session:write") {
+		t.Fatalf("err = %v, want PermissionError naming session:write", err)
+	}
+}
+
+// A graceful leave of the holder's agent deregisters its node, and Consul
+// invalidates the sessions of a deregistered node at once. Sessions live on
+// repolock's own catalog node, so the leave does not hand the lock over
+// while the holder, cut off from its agent, may still run.
+func TestAgentLeaveKeepsSession(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	cli := testcluster.StartClient(t, srv)
+	l := acquire(t, cfg(cli.Client(t), "leave", consullock.Exclusive))
+	other := cfg(srv.Client(t), "leave", consullock.Exclusive)
+	other.Wait = 30 * time.Second
+	ch := acquireAsync(other)
+	expectNone(t, ch, 300*time.Millisecond, "competitor while the holder's agent is up")
+	cli.Stop() // SIGINT: the client leaves the cluster gracefully
+	left := time.Now()
+	if entry, _, err := srv.Client(t).Session().Info(l.Session(), nil); err != nil || entry == nil {
+		t.Fatalf("session gone right after the agent left (%v): the leave handed the lock over", err)
+	}
+	var lostAt time.Time
+	select {
+	case <-l.Context().Done():
+		lostAt = time.Now()
+	case <-time.After(fast.TTL):
+		t.Fatal("holder did not lose the lock within ttl of its agent leaving")
+	}
+	o := expectGrantWithin(t, ch, 4*fast.TTL)
+	if grantedAt := time.Now(); !grantedAt.After(lostAt) {
+		t.Fatalf("competitor granted before the holder's loss")
+	}
+	t.Logf("holder lost %s after its agent left; competitor granted after", lostAt.Sub(left))
+	release(t, o)
+}
+
+// A waiter whose agent stops answering reports Consul unreachable, not a
+// busy lock.
+func TestFrozenAgentWhileWaiting(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	cli := testcluster.StartClient(t, srv)
+	h := acquire(t, cfg(srv.Client(t), "wait-frozen", consullock.Exclusive))
+	defer release(t, h)
+	w := cfg(cli.Client(t), "wait-frozen", consullock.Exclusive)
+	w.Wait = time.Minute
+	errc := make(chan error, 1)
+	go func() {
+		_, err := consullock.Acquire(context.Background(), w)
+		errc <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cli.Freeze(t)
+	defer cli.Thaw(t)
+	select {
+	case err := <-errc:
+		var ue *consullock.UnreachableError
+		if !errors.As(err, &ue) {
+			t.Fatalf("err = %v, want UnreachableError", err)
+		}
+	case <-time.After(2 * fast.TTL):
+		t.Fatal("waiter did not give up within 2×ttl of its agent freezing")
 	}
 }
 

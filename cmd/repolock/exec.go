@@ -46,6 +46,7 @@ func cmdExec(args []string, stderr io.Writer) error {
 		repository  = fs.String("repository", "", "lock the repository of this name from the config instead of -key")
 		cfgFlag     = fs.String("config", "", "config file for -repository (default $REPOLOCK_CONFIG, else ./config.hcl)")
 		prefix      = fs.String("prefix", consullock.DefaultPrefix, "Consul KV prefix")
+		sessionNode = fs.String("session-node", consullock.DefaultNode, "catalog-only node the session is bound to (needs node:write and session:write)")
 		mode        = fs.String("mode", "", "lock mode: exclusive or shared (default exclusive; with -repository inferred from the command)")
 		wait        = fs.Duration("wait", defaults.Wait, "how long to wait for the lock (0: try once); then exit 75")
 		ttl         = fs.Duration("ttl", defaults.TTL, "Consul session TTL")
@@ -114,6 +115,9 @@ func cmdExec(args []string, stderr io.Writer) error {
 		if !set["prefix"] {
 			spec.Prefix = prefixOf(cfg)
 		}
+		if !set["session-node"] && cfg.Consul.SessionNode != "" {
+			*sessionNode = cfg.Consul.SessionNode
+		}
 		if *mode == "" {
 			m, _, err := jobMode("", p, cmd)
 			if err != nil {
@@ -129,6 +133,7 @@ func cmdExec(args []string, stderr io.Writer) error {
 		return err
 	}
 	spec.Timing, spec.Wait, spec.KillSignal, spec.Skip = timing(lk), lk.Wait, lk.KillSignal, lk.OnBusy == config.OnBusySkip
+	spec.SessionNode = *sessionNode
 	spec.Classify = func(code int) (string, bool) {
 		c := p.Classify(code)
 		return c.Name, c.Success
@@ -186,8 +191,9 @@ func timing(l config.Lock) consullock.Timing {
 }
 
 // withheldEnv are variables repolock needs and the command must not see:
-// Consul credentials are secrets of the lock, not of the backup.
-var withheldEnv = map[string]bool{"CONSUL_HTTP_TOKEN": true, "CONSUL_HTTP_AUTH": true}
+// Consul credentials are secrets of the lock, not of the backup. (A command
+// that needs Consul gets its own token through the job's env.)
+var withheldEnv = map[string]bool{"CONSUL_HTTP_TOKEN": true, "CONSUL_HTTP_TOKEN_FILE": true, "CONSUL_HTTP_AUTH": true}
 
 // environ is the environment the command inherits: repolock's own, minus
 // its REPOLOCK_* variables (the runner sets those afresh) and the Consul

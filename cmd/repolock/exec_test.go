@@ -372,8 +372,8 @@ node_prefix "" { policy = "read" }`}, nil)
 		}
 		marker := filepath.Join(t.TempDir(), "ran")
 		code, stderr := runRepolock(t, acl.Env(tok.SecretID), "exec", "-key", "acl", "--", "touch", marker)
-		if code != 77 || !strings.Contains(stderr, "session:write") {
-			t.Fatalf("exit %d, want 77 naming session:write:\n%s", code, stderr)
+		if code != 77 || !strings.Contains(stderr, "node:write") {
+			t.Fatalf("exit %d, want 77 naming node:write (the session node):\n%s", code, stderr)
 		}
 		if strings.Contains(stderr, tok.SecretID) {
 			t.Fatal("the token appears in the output")

@@ -118,18 +118,19 @@ func specFor(cfg *config.Config, job *config.Job) (run.Spec, error) {
 	}
 	p := res.plugin
 	return run.Spec{
-		Job:        job.Name,
-		Repository: repo.Name,
-		Key:        res.key,
-		Prefix:     prefixOf(cfg),
-		Mode:       mode,
-		Args:       job.Command,
-		Env:        mergeEnv(environ(), p.Env(res.repo), mapEnv(job.Env)),
-		Dir:        job.Dir,
-		Timing:     timing(job.Lock),
-		Wait:       job.Lock.Wait,
-		Skip:       job.Lock.OnBusy == config.OnBusySkip,
-		KillSignal: job.Lock.KillSignal,
+		Job:         job.Name,
+		Repository:  repo.Name,
+		Key:         res.key,
+		Prefix:      prefixOf(cfg),
+		SessionNode: cfg.Consul.SessionNode,
+		Mode:        mode,
+		Args:        job.Command,
+		Env:         mergeEnv(environ(), p.Env(res.repo), mapEnv(job.Env)),
+		Dir:         job.Dir,
+		Timing:      timing(job.Lock),
+		Wait:        job.Lock.Wait,
+		Skip:        job.Lock.OnBusy == config.OnBusySkip,
+		KillSignal:  job.Lock.KillSignal,
 		Classify: func(code int) (string, bool) {
 			c := p.Classify(code)
 			return c.Name, c.Success

@@ -230,8 +230,8 @@ func TestNoSecretsLeak(t *testing.T) {
 	srv := testcluster.StartServer(t, testcluster.WithACL())
 	mgmt := srv.Client(t)
 	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: `key_prefix "repolock/" { policy = "write" }
-session_prefix "" { policy = "write" }
-node_prefix "" { policy = "read" }`}, nil)
+node "repolock" { policy = "write" }
+session "repolock" { policy = "write" }`}, nil)
 	must(t, err)
 	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
 	must(t, err)

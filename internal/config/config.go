@@ -60,6 +60,10 @@ type Consul struct {
 	Prefix     string // KV prefix, DefaultPrefix unless set
 	TokenFile  string
 	Datacenter string
+	// SessionNode is the catalog-only node sessions are bound to (default
+	// "repolock"); never an agent's node, whose deregistration on a graceful
+	// agent restart would invalidate the sessions at once.
+	SessionNode string
 }
 
 // Repository is one backup repository guarded by one cluster lock.

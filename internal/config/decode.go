@@ -29,10 +29,11 @@ var rootSchema = &hcl.BodySchema{
 }
 
 type consulBody struct {
-	Address    *string `hcl:"address,optional"`
-	Prefix     *string `hcl:"prefix,optional"`
-	TokenFile  *string `hcl:"token_file,optional"`
-	Datacenter *string `hcl:"datacenter,optional"`
+	Address     *string `hcl:"address,optional"`
+	Prefix      *string `hcl:"prefix,optional"`
+	TokenFile   *string `hcl:"token_file,optional"`
+	Datacenter  *string `hcl:"datacenter,optional"`
+	SessionNode *string `hcl:"session_node,optional"`
 	// Token is accepted by the schema only so it can be rejected with an
 	// explanation instead of "unsupported argument"; it is never evaluated.
 	Token *hcl.Attribute `hcl:"token,optional"`
@@ -244,6 +245,13 @@ func (d *decoder) consul(b *hcl.Block, c *Consul) {
 	c.Address = deref(cb.Address)
 	c.TokenFile = deref(cb.TokenFile)
 	c.Datacenter = deref(cb.Datacenter)
+	if n := deref(cb.SessionNode); n != "" {
+		if !validName(n) {
+			d.errorf(ranges, "session_node", b, "Invalid session node name",
+				"%q is not a valid node name: use letters, digits, '.', '_' and '-'.", n)
+		}
+		c.SessionNode = n
+	}
 	if p := deref(cb.Prefix); p != "" {
 		if !validPrefix(p) {
 			d.errorf(ranges, "prefix", b, "Invalid Consul KV prefix",
@@ -480,7 +488,12 @@ func (d *decoder) lockSettings(lb *lockBody) (lockSettings, bool) {
 		}
 		return ""
 	})
-	s.margin = dur("margin", lb.Margin, nonNegative)
+	s.margin = dur("margin", lb.Margin, func(v time.Duration) string {
+		if v <= 0 {
+			return "must be positive: the timing model needs slack for scheduling delay and clock-rate differences"
+		}
+		return ""
+	})
 
 	if lb.OnBusy != nil {
 		if err := checkOnBusy(*lb.OnBusy); err != nil {

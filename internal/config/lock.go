@@ -110,8 +110,10 @@ func (l Lock) Validate() error {
 	if l.RenewInterval <= 0 {
 		errs = append(errs, fmt.Errorf("renew_interval (%s) must be positive", l.RenewInterval))
 	}
-	if l.Margin < 0 {
-		errs = append(errs, fmt.Errorf("margin (%s) must not be negative", l.Margin))
+	if l.Margin <= 0 {
+		// The timing model needs some slack for scheduling delay and
+		// clock-rate differences between this host and the servers.
+		errs = append(errs, fmt.Errorf("margin (%s) must be positive", l.Margin))
 	}
 	if err := checkOnBusy(l.OnBusy); err != nil {
 		errs = append(errs, err)
