@@ -8,34 +8,44 @@ import (
 	"os"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
 )
 
-// lockTarget resolves the REPOSITORY|KEY argument of status and break: a
-// repository of the config (when one is found) names its lock key, any
-// other name is taken as a key.
-func lockTarget(name, cfgFlag string, stderr io.Writer) (key, prefix string, consul config.Consul, err error) {
+// lockTarget resolves the REPOSITORY|KEY argument of status and break, and
+// the Consul client and prefix to read it with: a repository of the config
+// (when one is found) names its lock key, any other name is taken as a key.
+// A -prefix flag (prefixFlag) wins over the config's prefix.
+func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix string, client *api.Client, err error) {
+	key, prefix = name, consullock.DefaultPrefix
+	var consul config.Consul
 	path := configPath(cfgFlag)
 	if _, statErr := os.Stat(path); statErr != nil {
 		if cfgFlag != "" || os.Getenv("REPOLOCK_CONFIG") != "" {
-			return "", "", consul, usagef("config %s: %v", path, statErr)
+			return "", "", nil, usagef("config %s: %v", path, statErr)
 		}
-		return name, consullock.DefaultPrefix, consul, nil // no config: plain keys
-	}
-	cfg, err := loadConfig(path, stderr)
-	if err != nil {
-		return "", "", consul, err
-	}
-	key = name
-	if repo, ok := cfg.Repository(name); ok && name != "" {
-		res, err := resolveRepository(repo)
+		// No config: plain keys.
+	} else {
+		cfg, err := loadConfig(path, stderr)
 		if err != nil {
-			return "", "", consul, err
+			return "", "", nil, err
 		}
-		key = res.key
+		if repo, ok := cfg.Repository(name); ok && name != "" {
+			res, err := resolveRepository(repo)
+			if err != nil {
+				return "", "", nil, err
+			}
+			key = res.key
+		}
+		prefix, consul = prefixOf(cfg), cfg.Consul
 	}
-	return key, prefixOf(cfg), cfg.Consul, nil
+	if prefixFlag != "" {
+		prefix = prefixFlag
+	}
+	client, err = consulClient(consul)
+	return key, prefix, client, err
 }
 
 func cmdBreak(args []string, stdout, stderr io.Writer) error {
@@ -56,14 +66,7 @@ func cmdBreak(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usagef("break: want exactly one REPOSITORY or KEY")
 	}
-	key, pfx, consul, err := lockTarget(fs.Arg(0), *cfgFlag, stderr)
-	if err != nil {
-		return err
-	}
-	if *prefix != "" {
-		pfx = *prefix
-	}
-	client, err := consulClient(consul)
+	key, pfx, client, err := lockTarget(fs.Arg(0), *cfgFlag, *prefix, stderr)
 	if err != nil {
 		return err
 	}

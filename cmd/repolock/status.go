@@ -28,14 +28,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 1 {
 		return usagef("status: at most one REPOSITORY or KEY")
 	}
-	key, pfx, consul, err := lockTarget(fs.Arg(0), *cfgFlag, stderr)
-	if err != nil {
-		return err
-	}
-	if *prefix != "" {
-		pfx = *prefix
-	}
-	client, err := consulClient(consul)
+	key, pfx, client, err := lockTarget(fs.Arg(0), *cfgFlag, *prefix, stderr)
 	if err != nil {
 		return err
 	}
