@@ -59,7 +59,14 @@ func baseEnv() []string {
 
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startIn(t, "", env, args...)
+}
+
+// startIn starts repolock in the working directory dir ("" for the test's).
+func startIn(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(binary, args...), stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	p.cmd.Dir = dir
 	p.cmd.Env = append(baseEnv(), env...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr

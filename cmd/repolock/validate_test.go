@@ -149,3 +149,73 @@ func TestValidateReadmeExample(t *testing.T) {
 		t.Fatalf("README example: exit %d:\n%s", code, p.stderr)
 	}
 }
+
+// Issue 3 acceptance 2 through the CLI: every pair of the plugins' identity
+// table whose sides are on this host goes through `repolock validate
+// -json`; the keys must agree exactly when the table says "same", and no
+// credential may appear in the output.
+func TestValidateJSONIdentityPairs(t *testing.T) {
+	wd := t.TempDir()
+	data, err := os.ReadFile("../../plugin/all/testdata/identity_pairs.tsv")
+	must(t, err)
+	type side struct{ tool, loc, shared string }
+	type row struct {
+		name string
+		a, b side
+		same bool
+	}
+	var rows []row
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(strings.ReplaceAll(line, "{wd}", wd), "\t")
+		if len(f) != 10 {
+			t.Fatalf("bad row %q", line)
+		}
+		if f[3] != "node1" || f[7] != "node1" {
+			continue // the CLI binds local paths to this machine's host name only
+		}
+		rows = append(rows, row{f[9], side{f[1], f[2], f[4]}, side{f[5], f[6], f[8]}, f[0] == "true"})
+	}
+	if len(rows) < 30 {
+		t.Fatalf("%d usable pairs, want at least 30", len(rows))
+	}
+	var cfg strings.Builder
+	for i, r := range rows {
+		for j, s := range []side{r.a, r.b} {
+			fmt.Fprintf(&cfg, "repository \"p%d-%d\" {\n  tool = %q\n  location = %q\n  shared_local = %s\n}\n", i, j, s.tool, s.loc, s.shared)
+		}
+	}
+	path := writeConfig(t, cfg.String())
+	p := startIn(t, wd, nil, "validate", "-config", path, "-json")
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.stderr)
+	}
+	out := p.stderr.String()
+	var v struct {
+		Repositories []struct {
+			Name    string `json:"name"`
+			LockKey string `json:"lock_key"`
+		} `json:"repositories"`
+	}
+	must(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &v))
+	keys := map[string]string{}
+	for _, r := range v.Repositories {
+		keys[r.Name] = r.LockKey
+	}
+	for i, r := range rows {
+		ka, kb := keys[fmt.Sprintf("p%d-0", i)], keys[fmt.Sprintf("p%d-1", i)]
+		if ka == "" || kb == "" {
+			t.Errorf("%s: missing key in validate output", r.name)
+		} else if (ka == kb) != r.same {
+			t.Errorf("%s: keys %q and %q, want same = %v", r.name, ka, kb, r.same)
+		}
+	}
+	for _, secret := range []string{"s3cr3t", ":x@", ":y@"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("validate output contains a credential (%q)", secret)
+		}
+	}
+	t.Logf("%d pairs checked through the CLI", len(rows))
+}

@@ -1,6 +1,7 @@
 package all_test
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -39,80 +40,51 @@ func (r repo) repository() plugin.Repository {
 func rs(loc string) repo { return repo{tool: "restic", loc: loc, host: "node1"} }
 func bg(loc string) repo { return repo{tool: "borg", loc: loc, host: "node1"} }
 
+// pair is one row of testdata/identity_pairs.tsv, shared with the CLI test
+// in cmd/repolock that runs the same pairs through `repolock validate -json`.
+type pair struct {
+	name string
+	a, b repo
+	same bool
+}
+
+// loadPairs reads the table; {wd} in a location becomes wd.
+func loadPairs(t *testing.T, wd string) []pair {
+	t.Helper()
+	data, err := os.ReadFile("testdata/identity_pairs.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []pair
+	for i, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(strings.ReplaceAll(line, "{wd}", wd), "\t")
+		if len(f) != 10 {
+			t.Fatalf("identity_pairs.tsv:%d: %d fields, want 10", i+1, len(f))
+		}
+		out = append(out, pair{
+			name: f[9],
+			a:    repo{tool: f[1], loc: f[2], host: f[3], shared: f[4] == "true"},
+			b:    repo{tool: f[5], loc: f[6], host: f[7], shared: f[8] == "true"},
+			same: f[0] == "true",
+		})
+	}
+	return out
+}
+
 // TestIdentityPairs checks that two spellings of one repository share one
 // lock and that different repositories do not. Both the identity and the
 // derived lock key are compared.
 func TestIdentityPairs(t *testing.T) {
 	wd := t.TempDir()
+	pairs := loadPairs(t, wd)
 	t.Chdir(wd)
-
-	for _, tc := range []struct {
-		name string
-		a, b repo
-		same bool
-	}{
-		// restic sftp
-		{"sftp short vs URL form", rs("sftp:u@h:/srv/r"), rs("sftp://u@h//srv/r"), true},
-		{"sftp default port and trailing slash", rs("sftp:u@h:/srv/r"), rs("sftp://u@h:22//srv/r/"), true},
-		{"sftp absolute: user and host case do not matter", rs("sftp:u@h:/srv/r"), rs("sftp:other@H:/srv/r"), true},
-		{"sftp absolute without user", rs("sftp:u@h:/srv/r"), rs("sftp:h:/srv/r"), true},
-		{"sftp relative: short vs URL form", rs("sftp:u@h:r"), rs("sftp://u@h/r"), true},
-		{"sftp relative: ./ and trailing slash", rs("sftp:u@h:r"), rs("sftp:u@h:./r/"), true},
-		{"sftp path cleaning", rs("sftp:u@h:/srv//r/./x/.."), rs("sftp:u@h:/srv/r"), true},
-		{"sftp relative: different users", rs("sftp:u@h:r"), rs("sftp:v@h:r"), false},
-		{"sftp relative vs absolute", rs("sftp:u@h:r"), rs("sftp:u@h:/r"), false},
-		{"sftp different ports", rs("sftp://u@h:2222//srv/r"), rs("sftp://u@h//srv/r"), false},
-		{"sftp different hosts", rs("sftp:u@h1:/srv/r"), rs("sftp:u@h2:/srv/r"), false},
-		{"sftp paths are case-sensitive", rs("sftp:u@h:/srv/R"), rs("sftp:u@h:/srv/r"), false},
-		// restic rest
-		{"rest credentials and default port", rs("rest:https://user:s3cr3t@Host:443/p/"), rs("rest:https://host/p"), true},
-		{"rest http default port", rs("rest:http://h:80/p"), rs("rest:http://h/p"), true},
-		{"rest different users, same server", rs("rest:https://alice:x@h/p"), rs("rest:https://bob:y@h/p"), true},
-		{"rest http vs https", rs("rest:http://h/p"), rs("rest:https://h/p"), false},
-		{"rest paths are case-sensitive", rs("rest:https://h/p"), rs("rest:https://h/P"), false},
-		// restic s3
-		{"s3 endpoint vs URL form", rs("s3:s3.amazonaws.com/bucket/prefix"), rs("s3:https://s3.amazonaws.com/bucket/prefix"), true},
-		{"s3 regional AWS endpoint", rs("s3:s3.amazonaws.com/bucket/prefix"), rs("s3:s3.us-east-1.amazonaws.com/bucket/prefix"), true},
-		{"s3 virtual-hosted AWS", rs("s3:s3.amazonaws.com/bucket/prefix"), rs("s3:bucket.s3.eu-west-1.amazonaws.com/prefix"), true},
-		{"s3 http and https of one service", rs("s3:http://minio:9000/b/p"), rs("s3:https://MINIO:9000/b/p/"), true},
-		{"s3 different prefixes", rs("s3:s3.amazonaws.com/b/p"), rs("s3:s3.amazonaws.com/b/q"), false},
-		{"s3 different ports", rs("s3:http://minio:9000/b"), rs("s3:http://minio:9001/b"), false},
-		{"s3 AWS China is another namespace", rs("s3:s3.amazonaws.com/b"), rs("s3:s3.cn-north-1.amazonaws.com.cn/b"), false},
-		// restic b2
-		{"b2 leading and trailing slash", rs("b2:bucket:path"), rs("b2:bucket:/path/"), true},
-		{"b2 bucket case", rs("b2:Bucket:path"), rs("b2:bucket:path"), true},
-		{"b2 different prefixes", rs("b2:bucket:a"), rs("b2:bucket:b"), false},
-		// restic local
-		{"local relative vs absolute", rs("restic"), rs(wd + "/restic"), true},
-		{"local: prefix and trailing slash", rs("/srv/restic"), rs("local:/srv/restic/"), true},
-		{"local host name case", repo{"restic", "/srv/restic", "nas", false}, repo{"restic", "/srv/restic", "NAS.", false}, true},
-		{"local paths on different hosts", repo{"restic", "/srv/restic", "a", false}, repo{"restic", "/srv/restic", "b", false}, false},
-		{"shared local paths on different hosts", repo{"restic", "/mnt/nfs/r", "a", true}, repo{"restic", "/mnt/nfs/r", "b", true}, true},
-		{"local paths are case-sensitive", rs("/srv/Restic"), rs("/srv/restic"), false},
-		// borg
-		{"borg scp vs URL form", bg("u@h:/abs"), bg("ssh://u@h/abs"), true},
-		{"borg default port, user, host case", bg("ssh://u@h:22/abs"), bg("ssh://other@H/abs/"), true},
-		{"borg relative: scp vs /./", bg("u@h:rel"), bg("ssh://u@h/./rel"), true},
-		{"borg relative: scp vs /~/", bg("u@h:rel"), bg("ssh://u@h/~/rel"), true},
-		{"borg relative vs the user's named home", bg("u@h:rel"), bg("v@h:~u/rel"), true},
-		{"borg ~/ vs URL ~user", bg("u@h:~/rel"), bg("ssh://w@h/~u/rel"), true},
-		{"borg file URL vs path", bg("file:///srv/borg"), bg("/srv/borg"), true},
-		{"borg path cleaning", bg("/srv/borg/"), bg("/srv/./borg"), true},
-		{"borg IPv6 spellings", bg("ssh://u@[::1]:22/x"), bg("u@[0:0::1]:/x"), true},
-		{"borg local relative vs absolute", bg("borg"), bg(wd + "/borg"), true},
-		{"borg relative: different users", bg("u@h:rel"), bg("v@h:rel"), false},
-		{"borg relative vs absolute", bg("u@h:rel"), bg("u@h:/rel"), false},
-		{"borg different ports", bg("ssh://u@h:2222/abs"), bg("ssh://u@h/abs"), false},
-		{"borg different hosts", bg("u@h1:/abs"), bg("u@h2:/abs"), false},
-		{"borg paths are case-sensitive", bg("u@h:/Abs"), bg("u@h:/abs"), false},
-		{"borg named home vs login home", bg("u@h:~v/rel"), bg("u@h:rel"), false},
-		// Documented limitation: home directories are not resolved.
-		{"borg home-relative vs its absolute path", bg("u@h:rel"), bg("u@h:/home/u/rel"), false},
-		// tools never collide
-		{"restic vs borg over sftp/ssh", rs("sftp:u@h:/srv/r"), bg("u@h:/srv/r"), false},
-		{"restic vs borg local", rs("/srv/r"), bg("/srv/r"), false},
-		{"restic vs exec local", rs("/srv/r"), repo{"exec", "/srv/r", "node1", false}, false},
-	} {
+	if len(pairs) < 30 {
+		t.Fatalf("%d pairs, want at least 30", len(pairs))
+	}
+	for _, tc := range pairs {
 		t.Run(tc.name, func(t *testing.T) {
 			ida, ka := identityAndKey(t, tc.a)
 			idb, kb := identityAndKey(t, tc.b)
