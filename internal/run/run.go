@@ -243,7 +243,13 @@ func (r *Runner) supervise(lock *consullock.Lock, start func(supervise.Spec) (*s
 		out.lost = fmt.Errorf("before the command started: %w", errNotProven(timing))
 		return out, nil
 	}
+	// The guard arms these before it forks, and refuses to fork past them.
+	ps.Soft, ps.Hard = soft, hard
 	proc, err := start(ps)
+	if errors.Is(err, supervise.ErrDeadlinePassed) {
+		out.lost = fmt.Errorf("before the command started: %w", errNotProven(timing))
+		return out, nil
+	}
 	if err != nil {
 		return out, err
 	}
@@ -276,7 +282,7 @@ func (r *Runner) supervise(lock *consullock.Lock, start func(supervise.Spec) (*s
 			markLost(errNotProven(timing))
 		}
 	}
-	setDeadline(lock.LastSent())
+	setDeadline(lock.LastSent()) // a renewal may have landed during the start
 	log.Debug("command started", "pid", proc.Pid())
 	tick := time.NewTicker(deadlinePoll)
 	defer tick.Stop()
@@ -305,6 +311,9 @@ func (r *Runner) supervise(lock *consullock.Lock, start func(supervise.Spec) (*s
 			// Cases ready together are chosen at random: look again at
 			// what a busy loop may not have taken yet.
 			checkSoft()
+			if proc.DeadlineFired() {
+				markLost(errNotProven(timing)) // the guard acted on its own deadline
+			}
 			if cause := context.Cause(lock.Context()); lock.Context().Err() != nil && errors.Is(cause, consullock.ErrLost) {
 				markLost(cause)
 			}

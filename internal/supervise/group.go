@@ -32,19 +32,11 @@ func groupAlive(pgid int, killed bool) bool {
 // scanGroup looks for members of pgid in /proc: seen when any is visible,
 // live when one is not a zombie.
 func scanGroup(pgid int) (seen, live bool) {
-	dir, err := os.Open("/proc")
-	if err != nil {
-		return false, false
-	}
-	defer dir.Close()
-	names, err := dir.Readdirnames(-1)
+	names, err := readProcNames()
 	if err != nil {
 		return false, false
 	}
 	for _, n := range names {
-		if n[0] < '0' || n[0] > '9' {
-			continue
-		}
 		state, pg, ok := procStat(n)
 		if !ok || pg != pgid {
 			continue
@@ -59,23 +51,141 @@ func scanGroup(pgid int) (seen, live bool) {
 
 // procStat reads the state and process group of /proc/<pid>/stat.
 func procStat(pid string) (state byte, pgid int, ok bool) {
+	state, _, pgid, ok = procStatAll(pid)
+	return state, pgid, ok
+}
+
+// procStatAll reads the state, parent and process group of /proc/<pid>/stat.
+func procStatAll(pid string) (state byte, ppid, pgid int, ok bool) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	// The command name may contain anything, so parse after its last ')':
 	// " S ppid pgrp ...".
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 3 || len(f[0]) != 1 {
-		return 0, 0, false
+		return 0, 0, 0, false
+	}
+	pp, err := strconv.Atoi(string(f[1]))
+	if err != nil {
+		return 0, 0, 0, false
 	}
 	pg, err := strconv.Atoi(string(f[2]))
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return f[0][0], pg, true
+	return f[0][0], pp, pg, true
+}
+
+// descendants lists the processes below root: its children, theirs, and so
+// on. Processes fork and exit meanwhile, so the list is a snapshot; callers
+// that must leave nothing behind repeat until root has no child left. It
+// reads /proc/<pid>/task/<tid>/children and falls back to scanning every
+// /proc/<pid>/stat where the kernel lacks those files.
+func descendants(root int) []int {
+	kids, ok := childrenOf(root)
+	if !ok {
+		return descendantsByScan(root)
+	}
+	var out []int
+	seen := map[int]bool{root: true}
+	for len(kids) > 0 {
+		pid := kids[0]
+		kids = kids[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		more, _ := childrenOf(pid)
+		kids = append(kids, more...)
+	}
+	return out
+}
+
+// childrenOf reads the children of every thread of pid; ok is false when
+// the kernel has no children files (CONFIG_PROC_CHILDREN unset).
+func childrenOf(pid int) (kids []int, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, true // gone: no children
+	}
+	ok = true
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + t.Name() + "/children")
+		if err != nil {
+			if os.IsNotExist(err) && exists(dir+t.Name()) {
+				ok = false
+			}
+			continue
+		}
+		for _, f := range bytes.Fields(b) {
+			if n, err := strconv.Atoi(string(f)); err == nil {
+				kids = append(kids, n)
+			}
+		}
+	}
+	return kids, ok
+}
+
+// exists reports whether path exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// descendantsByScan finds the descendants of root from the parent pid of
+// every process in /proc.
+func descendantsByScan(root int) []int {
+	names, err := readProcNames()
+	if err != nil {
+		return nil
+	}
+	byParent := map[int][]int{}
+	for _, n := range names {
+		if _, ppid, _, ok := procStatAll(n); ok {
+			pid, _ := strconv.Atoi(n)
+			byParent[ppid] = append(byParent[ppid], pid)
+		}
+	}
+	var out []int
+	seen := map[int]bool{root: true}
+	queue := byParent[root]
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		queue = append(queue, byParent[pid]...)
+	}
+	return out
+}
+
+// readProcNames lists the numeric entries of /proc.
+func readProcNames() ([]string, error) {
+	dir, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	pids := names[:0]
+	for _, n := range names {
+		if n != "" && n[0] >= '0' && n[0] <= '9' {
+			pids = append(pids, n)
+		}
+	}
+	return pids, nil
 }

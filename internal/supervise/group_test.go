@@ -4,7 +4,10 @@ package supervise
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -109,4 +112,124 @@ exit 5`, func(s *Spec) { s.KillTimeout = killTimeout })
 		t.Errorf("grandchild %d still exists after Done", gpid)
 	}
 	assertResult(t, p, Result{ExitCode: 5})
+}
+
+// escapee starts a process that leaves the command's group with setsid and
+// writes its pid to $D/spid; trap is run first. It is a shell fragment.
+func escapee(trap string) string {
+	return `setsid sh -c '` + trap + `echo $$ > "$D/spid"; exec sleep 100'`
+}
+
+// waitEscaped waits for the escapee's pid and checks that it runs outside
+// the command's process group.
+func waitEscaped(t *testing.T, p *Process, dir string) int {
+	t.Helper()
+	spid := waitPidFile(t, filepath.Join(dir, "spid"))
+	state, pgid, ok := procStat(strconv.Itoa(spid))
+	if !ok || state == 'Z' || pgid == p.Pid() {
+		t.Fatalf("escapee %d: state %q, pgid %d (command %d); want running outside the group",
+			spid, state, pgid, p.Pid())
+	}
+	return spid
+}
+
+// Processes that left the group (setsid), whether still the command's
+// children or already orphaned to the guard, are stopped after the command
+// exits, and Done waits until they are gone.
+func TestDoneWaitsForEscapedDescendants(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, start string
+	}{
+		{"setsid child", escapee("") + " &"},
+		{"orphaned", "(" + escapee("") + " &)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, dir := shell(t, tc.start+`
+while [ ! -e "$D/go" ]; do sleep 0.01; done
+exit 0`, nil)
+			spid := waitEscaped(t, p, dir)
+			if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			waitClosed(t, p.Done(), 5*time.Second, "Done")
+			if !gone(spid) {
+				t.Errorf("escapee %d still exists after Done", spid)
+			}
+			assertResult(t, p, Result{ExitCode: 0})
+		})
+	}
+}
+
+// An escapee that ignores the kill signal is SIGKILLed after the kill
+// timeout, and only then is Done closed.
+func TestDoneWaitsForStubbornEscapee(t *testing.T) {
+	t.Parallel()
+	const killTimeout = 400 * time.Millisecond
+	p, dir := shell(t, escapee(`trap "" TERM; `)+` &
+while [ ! -e "$D/go" ]; do sleep 0.01; done
+exit 0`, func(s *Spec) { s.KillTimeout = killTimeout })
+	spid := waitEscaped(t, p, dir)
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Exited(), 5*time.Second, "Exited")
+	exitedAt := Now()
+	select {
+	case <-p.Done():
+		t.Fatal("Done closed while the escapee was alive")
+	default:
+	}
+	if notRunning(spid) {
+		t.Fatalf("escapee %d died before the kill timeout", spid)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	if d := Now().Sub(exitedAt); d < killTimeout-100*time.Millisecond {
+		t.Errorf("Done %v after Exited, want about the kill timeout %v", d, killTimeout)
+	}
+	if !gone(spid) {
+		t.Errorf("escapee %d still exists after Done", spid)
+	}
+	assertResult(t, p, Result{ExitCode: 0})
+}
+
+// Stop reaches processes that left the group while the command runs.
+func TestStopReachesEscapee(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, escapee("")+` &
+while :; do sleep 1 & wait; done`, nil)
+	spid := waitEscaped(t, p, dir)
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	if !gone(spid) {
+		t.Errorf("escapee %d still exists after Done", spid)
+	}
+	assertResult(t, p, Result{ExitCode: 128 + 15, Signal: syscall.SIGTERM})
+}
+
+// Both ways of listing descendants agree on a small tree.
+func TestDescendants(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, `sh -c 'sleep 100 & echo $! > "$D/inner"; wait' &
+echo ready > "$D/ready"; wait`, nil)
+	inner := waitPidFile(t, filepath.Join(dir, "inner"))
+	waitFile(t, filepath.Join(dir, "ready"), 5*time.Second)
+	// The middle shell and, below it, the sleep.
+	viaChildren, viaScan := descendants(p.Pid()), descendantsByScan(p.Pid())
+	slices.Sort(viaChildren)
+	slices.Sort(viaScan)
+	if len(viaChildren) != 2 || !slices.Contains(viaChildren, inner) || !slices.Equal(viaChildren, viaScan) {
+		t.Fatalf("descendants of %d: children files %v, /proc scan %v; want the middle shell and %d",
+			p.Pid(), viaChildren, viaScan, inner)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	if !gone(inner) {
+		t.Errorf("pid %d still exists after Done", inner)
+	}
 }

@@ -25,8 +25,9 @@ const (
 	guardEventsFd = 4 // G→R
 )
 
-// guardPoll is how often the guard re-checks a group that outlived the
-// command; the kernel gives no event when a non-child process exits.
+// guardPoll is how often the guard re-checks a group or descendants that
+// outlived the command; the kernel gives no event when a non-child process
+// exits.
 const guardPoll = 10 * time.Millisecond
 
 // guardSurvives lists signals a terminal or supervisor sends to R's whole
@@ -50,19 +51,21 @@ func MaybeRunGuard() {
 // guard is the state of the guard's single event loop.
 type guard struct {
 	events      *os.File
+	self        int // the guard's own pid, root of the descendants it kills
 	pgid        int // the command's pid and process group
 	killSig     syscall.Signal
 	killTimeout time.Duration
 
 	exited    bool     // the command was reaped
 	rGone     bool     // the control pipe reached EOF
-	stopping  bool     // the kill signal was sent by stop or after exit
-	sigkilled bool     // SIGKILL was sent to the group
+	stopping  bool     // the kill signal was sent by stop, a deadline or after exit
+	sigkilled bool     // SIGKILL was sent to the group and descendants
 	soft      Boottime // dead man's switch, 0 when unarmed
 	hard      Boottime
 	softDone  bool
 	hardDone  bool
-	killAt    Boottime // SIGKILL after stop or exit, 0 when none
+	fired     bool     // soft or hard fired: the deadline is final
+	killAt    Boottime // SIGKILL after the kill signal, 0 when none
 }
 
 func runGuard() int {
@@ -87,16 +90,23 @@ func runGuard() int {
 	// hide R's death, a copy of fd 4 would delay R's end of file.
 	syscall.CloseOnExec(guardCtlFd)
 	syscall.CloseOnExec(guardEventsFd)
-	g := &guard{events: os.NewFile(guardEventsFd, "repolock-events")}
+	g := &guard{events: os.NewFile(guardEventsFd, "repolock-events"), self: os.Getpid()}
 	ctl := bufio.NewReader(os.NewFile(guardCtlFd, "repolock-control"))
 
 	spec, err := decodeSpec(ctl)
 	if err != nil {
-		// R died or is not R: there is nothing to supervise.
-		fmt.Fprintf(os.Stderr, "repolock guard: %v\n", err)
+		// R died or is not R: there is nothing to supervise. End of file
+		// before any message is a guard spawned ahead and closed unused
+		// (the lock was not acquired): nothing to say.
+		if !errors.Is(err, io.EOF) {
+			fmt.Fprintf(os.Stderr, "repolock guard: %v\n", err)
+		}
 		return 2
 	}
 	g.killSig, g.killTimeout = spec.KillSignal, spec.KillTimeout
+	// The dead man's switch is armed before the fork: from the first
+	// instruction of the command on, it holds even if R freezes now.
+	g.soft, g.hard = spec.Soft, spec.Hard
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		g.send(line(msgStartFail, failGuard, 0, "set child subreaper: "+err.Error()))
 		return 2
@@ -106,6 +116,14 @@ func runGuard() int {
 			g.send(line(msgStartFail, failChdir, int(errnoOf(err)), spec.Dir))
 			return 0
 		}
+	}
+	if now := Now(); (g.soft != 0 && now >= g.soft) || (g.hard != 0 && now >= g.hard) {
+		late := now.Sub(g.soft)
+		if g.soft == 0 {
+			late = now.Sub(g.hard)
+		}
+		g.send(line(msgStartFail, failDeadline, 0, fmt.Sprintf("deadline passed %v ago", late)))
+		return 0
 	}
 	pid, err := syscall.ForkExec(spec.Path, spec.Args, &syscall.ProcAttr{
 		Env:   spec.Env,
@@ -137,14 +155,15 @@ func readCommands(r *bufio.Reader, out chan<- string) {
 	}
 }
 
-// loop runs until the command was reaped and its group is empty.
+// loop runs until the command was reaped, its group is empty and the guard
+// has no child left (as subreaper it inherits every orphaned descendant, so
+// then none is left at all).
 func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTimer) {
 	var poll <-chan time.Time
 	for {
 		g.fire()
 		timer.set(g.nextDue())
-		if g.exited && !groupAlive(g.pgid, g.sigkilled) {
-			g.reap() // zombies of the group that are our children
+		if g.exited && !g.reap() && !groupAlive(g.pgid, g.sigkilled) {
 			g.send(line(msgEmpty))
 			return
 		}
@@ -184,12 +203,14 @@ func (g *guard) command(l string) {
 		}
 	case msgDeadline:
 		var n []int64
-		if n, err = ints(rest, 2); err == nil {
+		// A deadline that fired is final: a renewal confirmed late must
+		// not re-arm it after the kill signal went out.
+		if n, err = ints(rest, 2); err == nil && !g.fired {
 			g.soft, g.hard = Boottime(n[0]), Boottime(n[1])
 			g.softDone, g.hardDone = false, false
 		}
 	case msgStop:
-		g.escalate()
+		g.escalate(Now())
 	default:
 		err = errors.New("unknown message")
 	}
@@ -198,15 +219,19 @@ func (g *guard) command(l string) {
 	}
 }
 
-// fire acts on every deadline that has passed.
+// fire acts on every deadline that has passed. After the soft deadline,
+// SIGKILL follows at the earlier of the hard deadline (still armed) and the
+// kill timeout (killAt).
 func (g *guard) fire() {
 	now := Now()
 	if g.soft != 0 && !g.softDone && now >= g.soft {
 		g.softDone = true
-		g.kill(g.killSig)
+		g.deadlineFired()
+		g.escalate(now)
 	}
 	if g.hard != 0 && !g.hardDone && now >= g.hard {
 		g.hardDone = true
+		g.deadlineFired()
 		g.sigkill()
 	}
 	if g.killAt != 0 && now >= g.killAt {
@@ -229,19 +254,50 @@ func (g *guard) nextDue() Boottime {
 	return next
 }
 
-// escalate sends the kill signal once and schedules SIGKILL.
-func (g *guard) escalate() {
+// deadlineFired makes the deadline final and tells R, once. It is sent
+// before the signal, so R reads it before exited and empty.
+func (g *guard) deadlineFired() {
+	if !g.fired {
+		g.fired = true
+		g.send(line(msgFired))
+	}
+}
+
+// escalate sends the kill signal once and schedules SIGKILL at now plus
+// the kill timeout.
+func (g *guard) escalate(now Boottime) {
 	if g.stopping {
 		return
 	}
 	g.stopping = true
-	g.kill(g.killSig)
-	g.killAt = Now().Add(g.killTimeout)
+	g.killAll(g.killSig)
+	g.killAt = now.Add(g.killTimeout)
 }
 
 func (g *guard) sigkill() {
 	g.sigkilled = true
-	g.kill(syscall.SIGKILL)
+	g.killAll(syscall.SIGKILL)
+}
+
+// killAll signals the group and every descendant of the guard, which
+// includes processes that left the group (setsid, setpgid) and orphans the
+// guard inherited as subreaper.
+//
+// The tree is read before any signal goes out: a parent that dies of it
+// hands its children to the guard, and a child in transit shows in neither
+// list. A process whose parent exits on its own during the walk can still be
+// missed; the SIGKILL phase repeats the walk until the guard has no child.
+// Group members get the group signal only, so a trap runs once. A pid read
+// from /proc could in theory be reaped and reused before the signal; as for
+// the group, that needs the pid space to wrap within microseconds.
+func (g *guard) killAll(sig syscall.Signal) {
+	pids := descendants(g.self)
+	g.kill(sig)
+	for _, pid := range pids {
+		if pgid, err := unix.Getpgid(pid); err == nil && pgid != g.pgid {
+			_ = unix.Kill(pid, sig)
+		}
+	}
 }
 
 // kill signals the whole group. Once the command was reaped the pgid is
@@ -255,22 +311,28 @@ func (g *guard) kill(sig syscall.Signal) {
 }
 
 // reap collects every exited child: the command and, as subreaper, any
-// orphaned descendant.
-func (g *guard) reap() {
+// orphaned descendant. It reports whether a child is left.
+func (g *guard) reap() (children bool) {
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if err == syscall.EINTR {
+		// __WALL: also children whose exit signal is not SIGCHLD.
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG|unix.WALL, nil)
+		switch {
+		case err == syscall.EINTR:
 			continue
-		}
-		if err != nil || pid <= 0 {
-			return
+		case err == syscall.ECHILD:
+			return false
+		case err != nil:
+			return true // cannot tell: assume one is left, poll again
+		case pid == 0:
+			return true
 		}
 		if pid == g.pgid && !g.exited {
 			g.exited = true
 			g.send(line(msgExited, uint32(ws)))
-			// Members left behind must not outlive the command for long.
-			g.escalate()
+			// Members and descendants left behind must not outlive the
+			// command for long.
+			g.escalate(Now())
 		}
 	}
 }

@@ -24,32 +24,43 @@ func helper(t *testing.T, role, dir string) *exec.Cmd {
 	return cmd
 }
 
-// When repolock is SIGKILLed, the guard kills the command's whole group.
+// When repolock is SIGKILLed, the guard kills the command's whole group and
+// a process that left it (setsid) at once, without a kill timeout.
 func TestRepolockKilledTakesGroupAlong(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	r := helper(t, "r-killed", dir)
-	var stderr bytes.Buffer
-	r.Stderr = &stderr
+	// A file, not a pipe: Wait would wait for every process holding a
+	// pipe's write end, guard and command included.
+	stderr, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	r.Stderr = stderr
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
 	pid := waitPidFile(t, filepath.Join(dir, "pid"))
 	gpid := waitPidFile(t, filepath.Join(dir, "gpid"))
-	if notRunning(pid) || notRunning(gpid) {
-		t.Fatalf("command %d or grandchild %d not running before repolock is killed", pid, gpid)
+	spid := waitPidFile(t, filepath.Join(dir, "spid"))
+	if notRunning(pid) || notRunning(gpid) || notRunning(spid) {
+		t.Fatalf("command %d, grandchild %d or escapee %d not running before repolock is killed", pid, gpid, spid)
+	}
+	if _, pgid, ok := procStat(strconv.Itoa(spid)); !ok || pgid == pid {
+		t.Fatalf("escapee %d in group %d, want outside the command's group %d", spid, pgid, pid)
 	}
 	if err := r.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = r.Wait()
 	killed := time.Now()
-	eventually(t, 2*time.Second, "command and grandchild gone", func() bool {
-		return gone(pid) && gone(gpid)
+	eventually(t, 2*time.Second, "command, grandchild and escapee gone", func() bool {
+		return gone(pid) && gone(gpid) && gone(spid)
 	})
 	t.Logf("gone %v after repolock died", time.Since(killed))
-	if stderr.Len() > 0 {
-		t.Logf("helper stderr: %s", stderr.String())
+	if b, _ := os.ReadFile(stderr.Name()); len(b) > 0 {
+		t.Logf("helper stderr: %s", b)
 	}
 }
 

@@ -14,32 +14,51 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// shell starts sh -c script with $D set to a fresh directory, returning both.
-func shell(t *testing.T, script string, mod func(*Spec)) (*Process, string) {
-	t.Helper()
-	dir := t.TempDir()
+// shellSpec is sh -c script with $D set to dir and, as callers set it,
+// DefaultKillTimeout; mod may change it.
+func shellSpec(script, dir string, mod func(*Spec)) Spec {
 	spec := Spec{
-		Path: "/bin/sh",
-		Args: []string{"sh", "-c", script},
-		Env:  []string{"D=" + dir, "PATH=" + os.Getenv("PATH")},
+		Path:        "/bin/sh",
+		Args:        []string{"sh", "-c", script},
+		Env:         []string{"D=" + dir, "PATH=" + os.Getenv("PATH")},
+		KillTimeout: DefaultKillTimeout,
 	}
 	if mod != nil {
 		mod(&spec)
 	}
+	return spec
+}
+
+// shell starts shellSpec with a fresh directory, returning both.
+func shell(t *testing.T, script string, mod func(*Spec)) (*Process, string) {
+	t.Helper()
+	dir := t.TempDir()
+	spec := shellSpec(script, dir, mod)
 	p, err := Start(spec)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
+	cleanupProcess(t, p, spec.KillTimeout)
+	return p, dir
+}
+
+// cleanupProcess makes sure that a failed test does not leave p's group or
+// the guard's other descendants running.
+func cleanupProcess(t *testing.T, p *Process, killTimeout time.Duration) {
 	t.Cleanup(func() {
-		// A failed test must not leave its group running.
 		select {
 		case <-p.Done():
+			return
 		default:
-			_ = p.Signal(syscall.SIGKILL)
-			<-p.Done()
+		}
+		_ = p.Signal(syscall.SIGKILL)
+		_ = p.Stop() // reaches processes that left the group, too
+		select {
+		case <-p.Done():
+		case <-time.After(killTimeout + 5*time.Second):
+			t.Errorf("cleanup: pid %d or its descendants still running", p.Pid())
 		}
 	})
-	return p, dir
 }
 
 // waitClosed fails the test unless ch closes within d.
@@ -86,11 +105,6 @@ func waitPidFile(t *testing.T, path string) int {
 		t.Fatalf("%s: %q is not a pid", path, s)
 	}
 	return pid
-}
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // gone reports that pid no longer exists at all: dead and reaped.

@@ -36,8 +36,11 @@ func runHelper(role string) int {
 		p, err := Start(Spec{
 			Path: "/bin/sh",
 			Args: []string{"sh", "-c", `echo $$ > "$D/pid.tmp" && mv "$D/pid.tmp" "$D/pid"; ` +
-				`sleep 1000 & echo $! > "$D/gpid.tmp" && mv "$D/gpid.tmp" "$D/gpid"; wait`},
-			Env: []string{"D=" + dir, "PATH=" + os.Getenv("PATH")},
+				`sleep 1000 & echo $! > "$D/gpid.tmp" && mv "$D/gpid.tmp" "$D/gpid"; ` +
+				// One that left the group: only the guard's descendant kill finds it.
+				`setsid sh -c 'echo $$ > "$D/spid.tmp" && mv "$D/spid.tmp" "$D/spid"; exec sleep 1000' & wait`},
+			Env:         []string{"D=" + dir, "PATH=" + os.Getenv("PATH")},
+			KillTimeout: DefaultKillTimeout,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,15 +39,19 @@ type Process struct {
 	resMu  sync.Mutex // separate: a slow control write must not block Result
 	result Result
 
+	fired atomic.Bool // the guard reported that a deadline fired
+
 	exited chan struct{}
 	done   chan struct{}
 }
 
 // Start resolves spec.Path, starts the guard and through it the command, and
 // returns once the command runs. A command that cannot run gives an
-// *ExecError. Start also makes SIGPIPE harmless for the whole program (a
-// write to a closed stdout then fails with EPIPE), because repolock dying of
-// a closed log pipe would leave a lock to expire instead of being released.
+// *ExecError; a spec.Soft or spec.Hard that has passed when the guard is
+// about to fork gives an error wrapping ErrDeadlinePassed, and nothing ran.
+// Start also makes SIGPIPE harmless for the whole program (a write to a
+// closed stdout then fails with EPIPE), because repolock dying of a closed
+// log pipe would leave a lock to expire instead of being released.
 func Start(spec Spec) (*Process, error) {
 	spec, err := spec.normalize()
 	if err != nil {
@@ -154,11 +159,11 @@ func (s Spec) normalize() (Spec, error) {
 	if s.KillSignal < 1 || s.KillSignal > 64 {
 		return s, fmt.Errorf("supervise: invalid kill signal %d", s.KillSignal)
 	}
-	if s.KillTimeout == 0 {
-		s.KillTimeout = DefaultKillTimeout
-	}
 	if s.KillTimeout < 0 {
 		return s, fmt.Errorf("supervise: negative kill timeout %v", s.KillTimeout)
+	}
+	if err := checkDeadline(s.Soft, s.Hard); err != nil {
+		return s, err
 	}
 	return s, nil
 }
@@ -207,6 +212,8 @@ func startFailure(spec Spec, rest string) error {
 	case failChdir:
 		return &ExecError{Code: codeNotExecutable, Cmd: cmd,
 			Err: &fs.PathError{Op: "chdir", Path: msg, Err: syscall.Errno(errno)}}
+	case failDeadline:
+		return fmt.Errorf("%w: %q not started (%s)", ErrDeadlinePassed, cmd, msg)
 	}
 	return fmt.Errorf("supervise: guard: %s", msg)
 }
@@ -230,6 +237,9 @@ func (p *Process) watch() {
 		}
 		verb, rest := splitLine(l)
 		switch verb {
+		case msgFired:
+			// Before exited and empty, so set before Done closes.
+			p.fired.Store(true)
 		case msgExited:
 			if n, err := ints(rest, 1); err == nil && !exitSeen {
 				exitSeen = true
@@ -277,6 +287,7 @@ func killGroup(pgid int) {
 func (p *Process) Pid() int { return p.pid }
 
 // Signal sends sig to the command's whole process group, through the guard.
+// Processes that left the group (setsid) do not get it.
 func (p *Process) Signal(sig syscall.Signal) error {
 	if sig < 1 || sig > 64 {
 		return fmt.Errorf("supervise: invalid signal %d", sig)
@@ -285,18 +296,28 @@ func (p *Process) Signal(sig syscall.Signal) error {
 }
 
 // SetDeadline arms the guard's dead man's switch: the kill signal to the
-// group at soft, SIGKILL at hard. It replaces any earlier deadline, so
-// calling it again extends it; SetDeadline(0, 0) disarms it. The guard acts
-// on it even when repolock is frozen.
+// group (and to every process that left it) at soft, SIGKILL at the earlier
+// of hard and soft plus the kill timeout. It replaces any earlier deadline,
+// so calling it again extends it; SetDeadline(0, 0) disarms it. The guard
+// acts on it even when repolock is frozen. Once a deadline has fired
+// (DeadlineFired), it is final: the guard ignores later calls, which still
+// return nil while the guard runs.
 func (p *Process) SetDeadline(soft, hard Boottime) error {
-	if soft < 0 || hard < 0 || (hard != 0 && soft > hard) {
-		return fmt.Errorf("supervise: invalid deadline soft=%d hard=%d", soft, hard)
+	if err := checkDeadline(soft, hard); err != nil {
+		return err
 	}
 	return p.send(line(msgDeadline, int64(soft), int64(hard)))
 }
 
-// Stop sends the kill signal to the group now and SIGKILL after the kill
-// timeout, unless the group is gone by then. Repeated calls do nothing more.
+// DeadlineFired reports whether the guard fired the soft or hard deadline
+// (of Spec or SetDeadline). It becomes true soon after the firing, before
+// Exited is closed if the firing killed the command, and is final once Done
+// is closed. It stays false if the guard was killed before it could tell.
+func (p *Process) DeadlineFired() bool { return p.fired.Load() }
+
+// Stop sends the kill signal to the group and to every process that left
+// it now, and SIGKILL after the kill timeout, unless all are gone by then.
+// Repeated calls do nothing more.
 func (p *Process) Stop() error { return p.send(line(msgStop)) }
 
 // Exited is closed when the command itself was reaped (or, when the guard
@@ -304,8 +325,8 @@ func (p *Process) Stop() error { return p.send(line(msgStop)) }
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
 // Done is closed when the command was reaped and no process of its group is
-// left (the guard says so, or it died and repolock checked itself). Only
-// then may the lock be released.
+// left, nor any other descendant of the guard (the guard says so, or it died
+// and repolock checked the group itself). Only then may the lock be released.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Result is how the command ended; it is final once Exited is closed.

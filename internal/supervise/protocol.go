@@ -11,24 +11,41 @@ package supervise
 //	env "Q"             one per environment entry
 //	dir "Q"             working directory (optional)
 //	killsig N           signal number
-//	killtimeout NS      nanoseconds
+//	killtimeout NS      nanoseconds (0: SIGKILL right after the kill signal)
+//	deadline SOFT HARD  the initial deadline (optional, as below); armed
+//	                    before the fork, and if it has passed by then G does
+//	                    not fork but reports startfail deadline
 //	start               fork and exec now
 //
 // R→G afterwards:
 //
 //	sig N               send signal N to the command's process group
 //	deadline SOFT HARD  CLOCK_BOOTTIME ns: kill signal at SOFT, SIGKILL at
-//	                    HARD; replaces the previous deadline; 0 0 disarms
+//	                    the earlier of HARD and the time SOFT fired plus
+//	                    the kill timeout; replaces the previous deadline;
+//	                    0 0 disarms (either may be 0 alone). Ignored once
+//	                    SOFT or HARD has fired: a fired deadline is final
 //	stop                kill signal now, SIGKILL after the kill timeout
 //
-// End of file on fd 3 means R is gone: G SIGKILLs the group at once.
+// End of file on fd 3 means R is gone: G SIGKILLs the group and every
+// descendant of its own at once.
+//
+// The kill signal and SIGKILL of stop, of a deadline, of the command's exit
+// and of R's death go to the group and to every descendant of G (processes
+// that left the group with setsid or setpgid included); sig goes to the
+// group only.
 //
 // G→R on fd 4:
 //
 //	started PID             the command runs; PID is also its pgid
-//	startfail KIND ERRNO "Q" it did not start (KIND exec, chdir or guard)
+//	startfail KIND ERRNO "Q" it did not start (KIND exec, chdir, deadline
+//	                        or guard)
+//	fired                   the soft or hard deadline fired; sent once, before
+//	                        the signal, so before any exited it causes and
+//	                        always before empty
 //	exited WAITSTATUS       the command was reaped (raw wait status)
-//	empty                   no process of the group is left; G exits
+//	empty                   no process of the group and no descendant of G
+//	                        is left; G exits
 //
 // Every message after start is far below PIPE_BUF, so its write is atomic
 // and a timed-out write never leaves half a line in the pipe.
@@ -58,15 +75,17 @@ const (
 
 	msgStarted   = "started"
 	msgStartFail = "startfail"
+	msgFired     = "fired"
 	msgExited    = "exited"
 	msgEmpty     = "empty"
 )
 
 // Kinds of startfail.
 const (
-	failExec  word = "exec"
-	failChdir word = "chdir"
-	failGuard word = "guard"
+	failExec     word = "exec"
+	failChdir    word = "chdir"
+	failDeadline word = "deadline"
+	failGuard    word = "guard"
 )
 
 // word is a field written bare, unlike a string, which is quoted.
@@ -127,6 +146,9 @@ func encodeSpec(s Spec) string {
 	}
 	b.WriteString(line(msgKillSig, int(s.KillSignal)))
 	b.WriteString(line(msgKillTimeout, int64(s.KillTimeout)))
+	if s.Soft != 0 || s.Hard != 0 {
+		b.WriteString(line(msgDeadline, int64(s.Soft), int64(s.Hard)))
+	}
 	b.WriteString(line(msgStart))
 	return b.String()
 }
@@ -171,6 +193,12 @@ func decodeSpec(r *bufio.Reader) (Spec, error) {
 			} else {
 				s.KillTimeout = time.Duration(n[0])
 			}
+		case msgDeadline:
+			n, err := ints(rest, 2)
+			if err != nil {
+				return s, fmt.Errorf("bad %s message: %w", verb, err)
+			}
+			s.Soft, s.Hard = Boottime(n[0]), Boottime(n[1])
 		default:
 			return s, fmt.Errorf("unexpected message %q before start", verb)
 		}

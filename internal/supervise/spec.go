@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// Defaults applied by Start to a zero Spec field.
-const (
-	DefaultKillSignal  = syscall.SIGTERM
-	DefaultKillTimeout = 10 * time.Second
-)
+// DefaultKillSignal is applied by Start to a zero Spec.KillSignal.
+const DefaultKillSignal = syscall.SIGTERM
+
+// DefaultKillTimeout is a sensible Spec.KillTimeout for callers without a
+// configured one. Start does not apply it: a zero KillTimeout means SIGKILL
+// right after the kill signal.
+const DefaultKillTimeout = 10 * time.Second
 
 // Spec describes the command to run.
 type Spec struct {
@@ -30,8 +32,13 @@ type Spec struct {
 	Dir string
 	// KillSignal asks the group to stop (default SIGTERM).
 	KillSignal syscall.Signal
-	// KillTimeout is the grace between KillSignal and SIGKILL (default 10s).
+	// KillTimeout is the grace between KillSignal and SIGKILL; zero means
+	// SIGKILL right after KillSignal (see DefaultKillTimeout).
 	KillTimeout time.Duration
+	// Soft and Hard are the initial deadline, as for Process.SetDeadline
+	// (0 = none). The guard arms it before it forks the command and refuses
+	// to fork once it has passed: Start then fails with ErrDeadlinePassed.
+	Soft, Hard Boottime
 }
 
 // Result is how the command ended.
@@ -64,6 +71,19 @@ func (e *ExecError) Unwrap() error { return e.Err }
 
 // ErrDone is returned when a Process is asked to do something after Done.
 var ErrDone = errors.New("supervise: process is done")
+
+// ErrDeadlinePassed is wrapped by the error of Start and Guard.Start when
+// Spec.Soft (or Spec.Hard) had passed by the time the guard was about to
+// fork: the command was not started.
+var ErrDeadlinePassed = errors.New("supervise: the kill deadline passed before the command started")
+
+// checkDeadline validates a soft/hard pair as SetDeadline and Spec take it.
+func checkDeadline(soft, hard Boottime) error {
+	if soft < 0 || hard < 0 || (hard != 0 && soft > hard) {
+		return fmt.Errorf("supervise: invalid deadline soft=%d hard=%d", soft, hard)
+	}
+	return nil
+}
 
 // Exit codes shells use for a command they cannot run.
 const (
