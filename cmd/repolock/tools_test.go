@@ -229,9 +229,10 @@ func TestRunWaitsForOtherJob(t *testing.T) {
 func TestNoSecretsLeak(t *testing.T) {
 	srv := testcluster.StartServer(t, testcluster.WithACL())
 	mgmt := srv.Client(t)
-	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: `key_prefix "repolock/" { policy = "write" }
-node "repolock" { policy = "write" }
-session "repolock" { policy = "write" }`}, nil)
+	// Exactly the policy the README documents.
+	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: `node "repolock" { policy = "write" }
+session "repolock" { policy = "write" }
+key_prefix "repolock/repos/" { policy = "write" }`}, nil)
 	must(t, err)
 	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
 	must(t, err)
