@@ -23,7 +23,7 @@ import (
 )
 
 // samples per measurement and tool; tools alternate so drift hits both.
-const samples = 15
+const samples = 31
 
 // tool wraps one lock command line.
 type tool struct {

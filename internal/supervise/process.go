@@ -170,7 +170,7 @@ func (s Spec) normalize() (Spec, error) {
 
 // handshake sends the spec and waits for started or startfail.
 func (p *Process) handshake(spec Spec) error {
-	if err := p.send(encodeSpec(spec)); err != nil {
+	if err := p.write(encodeSpec(spec)); err != nil {
 		return err
 	}
 	l, err := p.evr.ReadString('\n')
@@ -344,6 +344,22 @@ func (p *Process) setResult(r Result) {
 
 // send writes one or more complete messages to the guard.
 func (p *Process) send(msg string) error {
+	err := p.write(msg)
+	if errors.Is(err, syscall.EPIPE) {
+		// The guard is gone: it exits right after reporting the group
+		// empty, and the report may still be unread. Its report (or, if
+		// it died, repolock's own check) settles the outcome, not this
+		// write. Wait without the lock: watch needs it to finish.
+		select {
+		case <-p.done:
+			return ErrDone
+		case <-time.After(controlWriteTimeout):
+		}
+	}
+	return err
+}
+
+func (p *Process) write(msg string) error {
 	p.ctlMu.Lock()
 	defer p.ctlMu.Unlock()
 	if p.ctl == nil {

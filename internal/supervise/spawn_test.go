@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -40,5 +41,27 @@ func TestSpawnClose(t *testing.T) {
 	g.Close()
 	if !gone(pid) {
 		t.Fatalf("guard %d still exists after Close", pid)
+	}
+}
+
+// Control calls racing the guard's exit after a quick command never fail
+// with a broken pipe: they return nil or ErrDone, so a caller does not
+// mistake a finished command for a lost guard.
+func TestControlRacesGuardExit(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		p, err := Start(Spec{Path: "true", Args: []string{"true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			err := p.SetDeadline(Now().Add(time.Minute), Now().Add(2*time.Minute))
+			if err != nil && !errors.Is(err, ErrDone) {
+				t.Fatalf("run %d: SetDeadline while the guard exits: %v", i, err)
+			}
+			if err != nil {
+				break
+			}
+		}
+		waitClosed(t, p.Done(), 5*time.Second, "done")
 	}
 }
