@@ -56,11 +56,12 @@ type guard struct {
 	killSig     syscall.Signal
 	killTimeout time.Duration
 
-	exited    bool     // the command was reaped
-	rGone     bool     // the control pipe reached EOF
-	stopping  bool     // the kill signal was sent by stop, a deadline or after exit
-	sigkilled bool     // SIGKILL was sent to the group and descendants
-	soft      Boottime // dead man's switch, 0 when unarmed
+	exited    bool         // the command was reaped
+	rGone     bool         // the control pipe reached EOF
+	stopping  bool         // the kill signal was sent by stop, a deadline or after exit
+	signalled map[int]bool // escapees (outside the group) that got the kill signal
+	sigkilled bool         // SIGKILL was sent to the group and descendants
+	soft      Boottime     // dead man's switch, 0 when unarmed
 	hard      Boottime
 	softDone  bool
 	hardDone  bool
@@ -167,7 +168,13 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 			g.send(line(msgEmpty))
 			return
 		}
-		if poll == nil && (g.exited || g.rGone) {
+		if g.exited && !g.stopping {
+			// Members and descendants left behind must not outlive the
+			// command for long. (A command that leaves nothing behind is
+			// reported empty above without this walk of /proc.)
+			g.escalate(Now())
+		}
+		if poll == nil && (g.exited || g.rGone || g.stopping) {
 			poll = time.NewTicker(guardPoll).C
 		}
 		select {
@@ -184,8 +191,11 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 		case <-timer.C:
 		case <-poll:
 			g.reap()
-			if g.sigkilled {
+			switch {
+			case g.sigkilled:
 				g.sigkill() // catches members forked since the last one
+			case g.stopping:
+				g.signalEscapees(g.killSig) // catches escapees missed in transit
 			}
 		}
 	}
@@ -283,20 +293,38 @@ func (g *guard) sigkill() {
 // includes processes that left the group (setsid, setpgid) and orphans the
 // guard inherited as subreaper.
 //
-// The tree is read before any signal goes out: a parent that dies of it
-// hands its children to the guard, and a child in transit shows in neither
-// list. A process whose parent exits on its own during the walk can still be
-// missed; the SIGKILL phase repeats the walk until the guard has no child.
-// Group members get the group signal only, so a trap runs once. A pid read
-// from /proc could in theory be reaped and reused before the signal; as for
-// the group, that needs the pid space to wrap within microseconds.
+// The group is signalled first: it holds the command, and reading the
+// process tree from /proc costs about half a millisecond that the kill
+// signal should not wait for. A process that left the group while its
+// parent dies of that signal may be in transit to the guard during the
+// walk and be missed; while stopping, every poll walks the tree again and
+// signals the escapees not yet signalled, and the SIGKILL phase repeats
+// until the guard has no child. Group members get the group signal only,
+// so a trap runs once. A pid read from /proc could in theory be reaped and
+// reused before the signal; as for the group, that needs the pid space to
+// wrap within microseconds.
 func (g *guard) killAll(sig syscall.Signal) {
-	pids := descendants(g.self)
 	g.kill(sig)
-	for _, pid := range pids {
-		if pgid, err := unix.Getpgid(pid); err == nil && pgid != g.pgid {
-			_ = unix.Kill(pid, sig)
+	g.signalEscapees(sig)
+}
+
+// signalEscapees signals the guard's descendants outside the command's
+// group; with the kill signal, each one once.
+func (g *guard) signalEscapees(sig syscall.Signal) {
+	for _, pid := range descendants(g.self) {
+		if pgid, err := unix.Getpgid(pid); err != nil || pgid == g.pgid {
+			continue
 		}
+		if sig != syscall.SIGKILL {
+			if g.signalled[pid] {
+				continue
+			}
+			if g.signalled == nil {
+				g.signalled = map[int]bool{}
+			}
+			g.signalled[pid] = true
+		}
+		_ = unix.Kill(pid, sig)
 	}
 }
 
@@ -330,9 +358,6 @@ func (g *guard) reap() (children bool) {
 		if pid == g.pgid && !g.exited {
 			g.exited = true
 			g.send(line(msgExited, uint32(ws)))
-			// Members and descendants left behind must not outlive the
-			// command for long.
-			g.escalate(Now())
 		}
 	}
 }
