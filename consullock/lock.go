@@ -413,11 +413,14 @@ func (l *Lock) setLease(sent clock.Boottime) {
 	}
 }
 
+// lose cancels the lock's context with err; the log line comes after, so
+// the caller stopping the command does not wait for it.
 func (l *Lock) lose(err error) {
-	if l.ctx.Err() == nil {
+	first := l.ctx.Err() == nil
+	l.cancel(err)
+	if first {
 		l.log.Error("lock lost", "key", l.cfg.Key, "session", l.session, "reason", err)
 	}
-	l.cancel(err)
 }
 
 func (l *Lock) renewLoop() {

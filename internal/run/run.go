@@ -255,15 +255,15 @@ func (r *Runner) supervise(lock *consullock.Lock, start func(supervise.Spec) (*s
 	}
 	stopped := false
 	markLost := func(cause error) {
-		if out.lost == nil {
-			out.lost = cause
-			log.Error("lock lost; stopping the command", "reason", cause)
-		}
-		if !stopped {
+		if !stopped { // the signal first, the log line after
 			stopped = true
 			if err := proc.Stop(); err != nil && !errors.Is(err, supervise.ErrDone) {
 				log.Warn("stopping the command failed", "error", err)
 			}
+		}
+		if out.lost == nil {
+			out.lost = cause
+			log.Error("lock lost; stopping the command", "reason", cause)
 		}
 	}
 	// After a loss the deadlines are never moved again: a renewal
