@@ -260,7 +260,23 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			case timedOut:
 				return &UnreachableError{Op: "read lock entries", Err: err}
 			}
-			return classify("read lock entries", fmt.Sprintf("key:read on %q", folder), err)
+			err = classify("read lock entries", fmt.Sprintf("key:read on %q", folder), err)
+			var pe *PermissionError
+			if errors.As(err, &pe) || time.Now().After(deadline) {
+				return err
+			}
+			// A leader election or an agent restart: retry until the wait
+			// ends; the renewal deadline decides "unreachable" meanwhile.
+			l.log.Warn("reading lock entries failed; retrying", "key", l.cfg.Key, "error", err)
+			select {
+			case <-wctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+			index = 0
+			continue
+		}
+		if l.ctx.Err() != nil {
+			return l.lossWhileWaiting() // never grant a lock already lost
 		}
 		live := liveRecords(pairs)
 		ahead, mine, ok := position(live, l.session)
@@ -428,21 +444,28 @@ func (l *Lock) renewLoop() {
 	t := l.cfg.Timing
 	timer := time.NewTimer(t.RenewInterval)
 	defer timer.Stop()
+	// Renewal goes on after a loss by the deadline, until Release or
+	// Invalidate: the command's group may not be dead yet, and a session
+	// that still lives keeps the next contender out meanwhile.
+	stopCtx, stopCancel := context.WithCancel(context.Background())
+	defer stopCancel()
+	go func() {
+		<-l.stop
+		stopCancel()
+	}()
 	for {
 		select {
 		case <-l.stop:
 			return
-		case <-l.ctx.Done():
-			return
 		case <-timer.C:
 		}
 		sent := clock.Now()
-		rctx, cancel := context.WithTimeout(l.ctx, l.requestTimeout())
+		rctx, cancel := context.WithTimeout(stopCtx, l.requestTimeout())
 		entry, _, err := l.sessions.Renew(l.session, (&api.WriteOptions{}).WithContext(rctx))
 		cancel()
 		switch {
 		case err != nil:
-			if l.ctx.Err() != nil {
+			if stopCtx.Err() != nil {
 				return
 			}
 			l.log.Warn("session renewal failed; retrying", "session", l.session, "error", err)

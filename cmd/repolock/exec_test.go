@@ -1,9 +1,11 @@
 package main_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -490,4 +492,34 @@ job "failer" {
 	}
 	_ = holder.cmd.Process.Signal(syscall.SIGTERM)
 	holder.wait(t, 10*time.Second)
+}
+
+// A SIGKILL to repolock's whole process group (GNU timeout, a service
+// manager) must not take the guard along: the command's descendants die
+// too, instead of living on under init after the lock expires.
+func TestExecGroupSIGKILL(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	dir := t.TempDir()
+	pidf, gpidf := filepath.Join(dir, "pid"), filepath.Join(dir, "gpid")
+	script := fmt.Sprintf(`echo $$ > %q; sh -c 'sleep 1000 & echo $! > %q; wait' & wait`, pidf, gpidf)
+	p := &proc{cmd: exec.Command(binary, append(append([]string{"exec", "-key", "group-kill"}, fastFlags...), "--", "sh", "-c", script)...),
+		stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(baseEnv(), srv.Env("")...)
+	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // repolock leads its own group, as under timeout(1)
+	must(t, p.cmd.Start())
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	pid, gpid := readPid(t, pidf), readPid(t, gpidf)
+	killed := time.Now()
+	must(t, syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL))
+	// Not waiting on p.done: a surviving grandchild would hold the output
+	// pipe open and Wait with it.
+	for alive(pid) || alive(gpid) {
+		if time.Since(killed) > 2*time.Second {
+			_ = syscall.Kill(gpid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("2s after SIGKILL of repolock's group: command alive=%v, grandchild alive=%v", alive(pid), alive(gpid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

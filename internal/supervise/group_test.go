@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -231,5 +232,45 @@ echo ready > "$D/ready"; wait`, nil)
 	waitClosed(t, p.Done(), 5*time.Second, "Done")
 	if !gone(inner) {
 		t.Errorf("pid %d still exists after Done", inner)
+	}
+}
+
+// A guard killed while an escapee it was stopping still lives leaves the
+// end unknown, even though the command's own code is known: the caller
+// must not take it for a clean end.
+func TestGuardKilledWithEscapeeIsUnknown(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, escapee(`trap "" TERM; `)+` &
+while [ ! -s "$D/spid" ]; do sleep 0.01; done; exit 0`, func(s *Spec) { s.KillTimeout = 30 * time.Second })
+	spid := waitEscaped(t, p, dir)
+	defer syscall.Kill(spid, syscall.SIGKILL)
+	waitClosed(t, p.Exited(), 5*time.Second, "Exited")
+	if err := syscall.Kill(p.guard.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	if r := p.Result(); !r.Unknown || r.ExitCode != 0 {
+		t.Fatalf("Result = %+v, want the command's code 0 with Unknown set", r)
+	}
+}
+
+// A stop does not signal the command's own helpers outside its group while
+// the command still runs (restic keeps its ssh in a group of its own and
+// needs it to remove its lock on the way out); they go once it is gone.
+func TestStopSparesEscapeeWhileCommandRuns(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, escapee("")+` &
+trap 'sleep 0.2; if kill -0 "$(cat "$D/spid")" 2>/dev/null; then echo alive; else echo dead; fi > "$D/seen"; exit 0' TERM
+while :; do sleep 1 & wait; done`, nil)
+	spid := waitEscaped(t, p, dir)
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	if seen := waitFile(t, filepath.Join(dir, "seen"), time.Second); strings.TrimSpace(seen) != "alive" {
+		t.Fatalf("the command's helper outside its group was %q while the command shut down; want alive", seen)
+	}
+	if !gone(spid) {
+		t.Errorf("escapee %d still exists after Done", spid)
 	}
 }

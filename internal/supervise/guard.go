@@ -174,7 +174,7 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 			// reported empty above without this walk of /proc.)
 			g.escalate(Now())
 		}
-		if poll == nil && (g.exited || g.rGone || g.stopping) {
+		if poll == nil && (g.exited || g.rGone || g.stopping || g.sigkilled) {
 			poll = time.NewTicker(guardPoll).C
 		}
 		select {
@@ -194,7 +194,7 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 			switch {
 			case g.sigkilled:
 				g.sigkill() // catches members forked since the last one
-			case g.stopping:
+			case g.stopping && g.exited:
 				g.signalEscapees(g.killSig) // catches escapees missed in transit
 			}
 		}
@@ -305,26 +305,35 @@ func (g *guard) sigkill() {
 // wrap within microseconds.
 func (g *guard) killAll(sig syscall.Signal) {
 	g.kill(sig)
-	g.signalEscapees(sig)
+	// While the command runs, its own helpers outside the group (restic
+	// starts ssh in a process group of its own) must stay up for its
+	// graceful shutdown; they get the kill signal once it is gone, and
+	// SIGKILL with everything else.
+	if g.exited || sig == syscall.SIGKILL {
+		g.signalEscapees(sig)
+	}
 }
 
 // signalEscapees signals the guard's descendants outside the command's
 // group; with the kill signal, each one once.
 func (g *guard) signalEscapees(sig syscall.Signal) {
+	// Rebuilt from each walk, so a pid reused by a new escapee is not
+	// taken for one already signalled.
+	seen := map[int]bool{}
 	for _, pid := range descendants(g.self) {
 		if pgid, err := unix.Getpgid(pid); err != nil || pgid == g.pgid {
 			continue
 		}
 		if sig != syscall.SIGKILL {
+			seen[pid] = true
 			if g.signalled[pid] {
 				continue
 			}
-			if g.signalled == nil {
-				g.signalled = map[int]bool{}
-			}
-			g.signalled[pid] = true
 		}
 		_ = unix.Kill(pid, sig)
+	}
+	if sig != syscall.SIGKILL {
+		g.signalled = seen
 	}
 }
 

@@ -94,6 +94,11 @@ func Spawn(name string) (*Guard, error) {
 	attr := &os.ProcAttr{
 		Env:   guardEnv(),
 		Files: append(stdio, ctlR, evW),
+		// Its own process group: a signal to repolock's whole group (GNU
+		// timeout, a service manager's KillMode) must not kill the guard
+		// together with repolock, or nothing would be left to kill the
+		// command's descendants. The guard hears of repolock's end by EOF.
+		Sys: &syscall.SysProcAttr{Setpgid: true},
 	}
 	g, err := startGuard([]string{os.Args[0], GuardArg, name}, attr)
 	// Only the guard may hold these ends, or end of file would never come.
@@ -262,9 +267,16 @@ func (p *Process) watch() {
 		// SIGKILLed it): do its last job here.
 		killGroup(p.pid)
 	}
-	if !exitSeen {
+	switch {
+	case !exitSeen:
 		p.setResult(Result{ExitCode: -1, Unknown: true})
 		close(p.exited)
+	case !empty:
+		// The command's code is known, but descendants that left its
+		// group may outlive the guard unseen: the end is not clean.
+		r := p.Result()
+		r.Unknown = true
+		p.setResult(r)
 	}
 	p.closeControl()
 	p.guard.release()
