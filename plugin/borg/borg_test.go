@@ -1,13 +1,13 @@
 package borg
 
 import (
-	"errors"
 	osexec "os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/repolock/repolock/plugin"
+	"github.com/repolock/repolock/plugin/internal/plugintest"
 )
 
 func TestIdentity(t *testing.T) {
@@ -92,64 +92,51 @@ func TestIdentityErrors(t *testing.T) {
 }
 
 func TestModeBorg(t *testing.T) {
-	for _, tc := range []struct {
-		args string
-		want plugin.Mode // "" for an error
-	}{
-		{"borg create ::{now} /data", plugin.Exclusive},
-		{"borg --lock-wait 60 create --stats ::a /d", plugin.Exclusive},
-		{"borg --lock-wait=60 --progress create ::a /d", plugin.Exclusive},
-		{"borg --rsh /usr/bin/ssh prune --keep-daily 7", plugin.Exclusive},
-		{"borg --remote-path borg1 compact", plugin.Exclusive},
-		{"borg --upload-ratelimit 100 create ::a /d", plugin.Exclusive},
-		{"borg -v --show-rc delete ::old", plugin.Exclusive},
-		{"borg rename ::a b", plugin.Exclusive},
-		{"borg recreate --exclude x", plugin.Exclusive},
-		{"borg check", plugin.Exclusive},
-		{"borg check --repair", plugin.Exclusive},
-		{"borg upgrade --tam", plugin.Exclusive},
-		{"borg init -e repokey", plugin.Exclusive},
-		{"borg break-lock", plugin.Exclusive},
-		{"borg with-lock rsync -a repo/ copy/", plugin.Exclusive},
-		{"borg config additional_free_space 2G", plugin.Exclusive},
-		{"borg import-tar ::a x.tar", plugin.Exclusive},
-		{"borg key change-passphrase", plugin.Exclusive},
-		{"borg key import :: key.txt", plugin.Exclusive},
-		{"borg key export :: key.txt", plugin.Shared},
-		{"borg key --debug export --paper", plugin.Shared},
-		{"borg key", plugin.Exclusive},
-		{"borg benchmark crud :: /tmp", plugin.Exclusive},
-		{"borg benchmark cpu", plugin.Shared},
-		{"borg list", plugin.Shared},
-		{"borg --log-json list --json", plugin.Shared},
-		{"borg info ::a", plugin.Shared},
-		{"borg extract ::a home/u", plugin.Shared},
-		{"borg diff ::a b", plugin.Shared},
-		{"borg export-tar ::a out.tar", plugin.Shared},
-		{"borg mount :: /mnt", plugin.Shared},
-		{"borg --lock-w 60 list", plugin.Shared}, // argparse abbreviation, unknown here
-		{"borg --critical list", plugin.Shared},
-		{"/usr/bin/borg create ::a /d", plugin.Exclusive},
-		{"borg frobnicate", plugin.Exclusive},
-		{"borg repo-create", plugin.Exclusive}, // borg 2: unknown here, safe default
-		{"borg", ""},
-		{"borg --lock-wait 5", ""},
-		{"borg -V", ""},
-		{"borgmatic create", ""},
-		{"sh -c borg list", ""},
-		{"", ""},
-	} {
-		got, err := (&Plugin{}).Mode(strings.Fields(tc.args))
-		if tc.want == "" {
-			if err == nil || !errors.Is(err, plugin.ErrModeNotInferred) {
-				t.Errorf("Mode(%q) = %q, %v; want an error wrapping ErrModeNotInferred", tc.args, got, err)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("Mode(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
-		}
-	}
+	// Want "" means an error: the mode cannot be inferred.
+	plugintest.CheckModes(t, &Plugin{}, map[string]plugin.Mode{
+		"borg create ::{now} /data":                    plugin.Exclusive,
+		"borg --lock-wait 60 create --stats ::a /d":    plugin.Exclusive,
+		"borg --lock-wait=60 --progress create ::a /d": plugin.Exclusive,
+		"borg --rsh /usr/bin/ssh prune --keep-daily 7": plugin.Exclusive,
+		"borg --remote-path borg1 compact":             plugin.Exclusive,
+		"borg --upload-ratelimit 100 create ::a /d":    plugin.Exclusive,
+		"borg -v --show-rc delete ::old":               plugin.Exclusive,
+		"borg rename ::a b":                            plugin.Exclusive,
+		"borg recreate --exclude x":                    plugin.Exclusive,
+		"borg check":                                   plugin.Exclusive,
+		"borg check --repair":                          plugin.Exclusive,
+		"borg upgrade --tam":                           plugin.Exclusive,
+		"borg init -e repokey":                         plugin.Exclusive,
+		"borg break-lock":                              plugin.Exclusive,
+		"borg with-lock rsync -a repo/ copy/":          plugin.Exclusive,
+		"borg config additional_free_space 2G":         plugin.Exclusive,
+		"borg import-tar ::a x.tar":                    plugin.Exclusive,
+		"borg key change-passphrase":                   plugin.Exclusive,
+		"borg key import :: key.txt":                   plugin.Exclusive,
+		"borg key export :: key.txt":                   plugin.Shared,
+		"borg key --debug export --paper":              plugin.Shared,
+		"borg key":                                     plugin.Exclusive,
+		"borg benchmark crud :: /tmp":                  plugin.Exclusive,
+		"borg benchmark cpu":                           plugin.Shared,
+		"borg list":                                    plugin.Shared,
+		"borg --log-json list --json":                  plugin.Shared,
+		"borg info ::a":                                plugin.Shared,
+		"borg extract ::a home/u":                      plugin.Shared,
+		"borg diff ::a b":                              plugin.Shared,
+		"borg export-tar ::a out.tar":                  plugin.Shared,
+		"borg mount :: /mnt":                           plugin.Shared,
+		"borg --lock-w 60 list":                        plugin.Shared, // argparse abbreviation, unknown here
+		"borg --critical list":                         plugin.Shared,
+		"/usr/bin/borg create ::a /d":                  plugin.Exclusive,
+		"borg frobnicate":                              plugin.Exclusive,
+		"borg repo-create":                             plugin.Exclusive, // borg 2: unknown here, safe default
+		"borg":                                         "",
+		"borg --lock-wait 5":                           "",
+		"borg -V":                                      "",
+		"borgmatic create":                             "",
+		"sh -c borg list":                              "",
+		"":                                             "",
+	})
 }
 
 func TestClassify(t *testing.T) {

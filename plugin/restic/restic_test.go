@@ -1,12 +1,12 @@
 package restic
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/repolock/repolock/plugin"
+	"github.com/repolock/repolock/plugin/internal/plugintest"
 )
 
 func TestIdentity(t *testing.T) {
@@ -128,75 +128,62 @@ func TestIdentityErrors(t *testing.T) {
 }
 
 func TestModeRestic(t *testing.T) {
-	for _, tc := range []struct {
-		args string
-		want plugin.Mode // "" for an error
-	}{
-		{"restic backup /data", plugin.Shared},
-		{"restic -r X --verbose backup /d", plugin.Shared},
-		{"restic --repo=X prune", plugin.Exclusive},
-		{"restic -r X prune", plugin.Exclusive},
-		{"restic -rX prune", plugin.Exclusive},
-		{"restic --password-file F snapshots", plugin.Shared},
-		{"restic -p F forget --keep-daily 7", plugin.Exclusive},
-		{"restic -o s3.storage-class=STANDARD backup /d", plugin.Shared},
-		{"restic --option sftp.command=ssh backup /d", plugin.Shared},
-		{"restic --cache-dir /c --limit-upload 100 backup --tag nightly /d", plugin.Shared},
-		{"restic --limit-download 10 restore latest --target /r", plugin.Shared},
-		{"restic --json -q check --read-data", plugin.Exclusive},
-		{"restic -vv backup /d", plugin.Shared},
-		{"restic --verbose=2 backup /d", plugin.Shared},
-		{"restic --retry-lock 5m backup /d", plugin.Shared},
-		{"restic --pack-size 64 --compression max copy --from-repo /src", plugin.Shared},
-		{"restic --no-lock ls latest", plugin.Shared},
-		{"restic --new-global-flag value backup /d", plugin.Shared},
-		{"restic --new-bool-flag prune", plugin.Exclusive},
-		{"/usr/local/bin/restic backup /d", plugin.Shared},
-		{"./restic prune", plugin.Exclusive},
-		{"restic cat config", plugin.Shared},
-		{"restic find foo", plugin.Shared},
-		{"restic dump latest /f", plugin.Shared},
-		{"restic diff a b", plugin.Shared},
-		{"restic stats", plugin.Shared},
-		{"restic mount /mnt", plugin.Shared},
-		{"restic list locks", plugin.Shared},
-		{"restic version", plugin.Shared},
-		{"restic forget --prune --keep-last 3", plugin.Exclusive},
-		{"restic check", plugin.Exclusive},
-		{"restic repair index", plugin.Exclusive},
-		{"restic repair snapshots --forget", plugin.Exclusive},
-		{"restic repair packs abc", plugin.Exclusive},
-		{"restic rebuild-index", plugin.Exclusive},
-		{"restic tag --add x", plugin.Exclusive},
-		{"restic key passwd", plugin.Exclusive},
-		{"restic key list", plugin.Exclusive},
-		{"restic key add", plugin.Exclusive},
-		{"restic migrate upgrade_repo_v2", plugin.Exclusive},
-		{"restic recover", plugin.Exclusive},
-		{"restic init", plugin.Exclusive},
-		{"restic unlock --remove-all", plugin.Exclusive},
-		{"restic rewrite --exclude x", plugin.Exclusive},
-		{"restic frobnicate", plugin.Exclusive}, // unknown: the safe default
-		{"restic -- backup /d", plugin.Shared},
-		{"restic", ""},
-		{"restic -r X --verbose", ""},
-		{"restic --help", ""},
-		{"sh -c restic backup /d", ""},
-		{"restic-0.18 backup /d", ""},
-		{"nice restic backup /d", ""},
-		{"", ""},
-	} {
-		got, err := (&Plugin{}).Mode(strings.Fields(tc.args))
-		if tc.want == "" {
-			if err == nil || !errors.Is(err, plugin.ErrModeNotInferred) {
-				t.Errorf("Mode(%q) = %q, %v; want an error wrapping ErrModeNotInferred", tc.args, got, err)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("Mode(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
-		}
-	}
+	// Want "" means an error: the mode cannot be inferred.
+	plugintest.CheckModes(t, &Plugin{}, map[string]plugin.Mode{
+		"restic backup /data":                                              plugin.Shared,
+		"restic -r X --verbose backup /d":                                  plugin.Shared,
+		"restic --repo=X prune":                                            plugin.Exclusive,
+		"restic -r X prune":                                                plugin.Exclusive,
+		"restic -rX prune":                                                 plugin.Exclusive,
+		"restic --password-file F snapshots":                               plugin.Shared,
+		"restic -p F forget --keep-daily 7":                                plugin.Exclusive,
+		"restic -o s3.storage-class=STANDARD backup /d":                    plugin.Shared,
+		"restic --option sftp.command=ssh backup /d":                       plugin.Shared,
+		"restic --cache-dir /c --limit-upload 100 backup --tag nightly /d": plugin.Shared,
+		"restic --limit-download 10 restore latest --target /r":            plugin.Shared,
+		"restic --json -q check --read-data":                               plugin.Exclusive,
+		"restic -vv backup /d":                                             plugin.Shared,
+		"restic --verbose=2 backup /d":                                     plugin.Shared,
+		"restic --retry-lock 5m backup /d":                                 plugin.Shared,
+		"restic --pack-size 64 --compression max copy --from-repo /src":    plugin.Shared,
+		"restic --no-lock ls latest":                                       plugin.Shared,
+		"restic --new-global-flag value backup /d":                         plugin.Shared,
+		"restic --new-bool-flag prune":                                     plugin.Exclusive,
+		"/usr/local/bin/restic backup /d":                                  plugin.Shared,
+		"./restic prune":                                                   plugin.Exclusive,
+		"restic cat config":                                                plugin.Shared,
+		"restic find foo":                                                  plugin.Shared,
+		"restic dump latest /f":                                            plugin.Shared,
+		"restic diff a b":                                                  plugin.Shared,
+		"restic stats":                                                     plugin.Shared,
+		"restic mount /mnt":                                                plugin.Shared,
+		"restic list locks":                                                plugin.Shared,
+		"restic version":                                                   plugin.Shared,
+		"restic forget --prune --keep-last 3":                              plugin.Exclusive,
+		"restic check":                                                     plugin.Exclusive,
+		"restic repair index":                                              plugin.Exclusive,
+		"restic repair snapshots --forget":                                 plugin.Exclusive,
+		"restic repair packs abc":                                          plugin.Exclusive,
+		"restic rebuild-index":                                             plugin.Exclusive,
+		"restic tag --add x":                                               plugin.Exclusive,
+		"restic key passwd":                                                plugin.Exclusive,
+		"restic key list":                                                  plugin.Exclusive,
+		"restic key add":                                                   plugin.Exclusive,
+		"restic migrate upgrade_repo_v2":                                   plugin.Exclusive,
+		"restic recover":                                                   plugin.Exclusive,
+		"restic init":                                                      plugin.Exclusive,
+		"restic unlock --remove-all":                                       plugin.Exclusive,
+		"restic rewrite --exclude x":                                       plugin.Exclusive,
+		"restic frobnicate":                                                plugin.Exclusive, // unknown: the safe default
+		"restic -- backup /d":                                              plugin.Shared,
+		"restic":                                                           "",
+		"restic -r X --verbose":                                            "",
+		"restic --help":                                                    "",
+		"sh -c restic backup /d":                                           "",
+		"restic-0.18 backup /d":                                            "",
+		"nice restic backup /d":                                            "",
+		"":                                                                 "",
+	})
 }
 
 func TestClassify(t *testing.T) {
