@@ -32,6 +32,3 @@ func (b Boottime) Add(d time.Duration) Boottime { return b + Boottime(d) }
 
 // Sub returns the duration b − c.
 func (b Boottime) Sub(c Boottime) time.Duration { return time.Duration(b - c) }
-
-// Until returns how long from now until b (negative when b has passed).
-func Until(b Boottime) time.Duration { return b.Sub(Now()) }

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -264,14 +263,3 @@ func (a *Agent) Stop() {
 
 // Logs returns what the agent printed so far, for failure messages.
 func (a *Agent) Logs() string { return a.logBuf.String() }
-
-// Up reports whether the agent's HTTP API answers.
-func (a *Agent) Up() bool {
-	c := &http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + a.Addr + "/v1/status/leader")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == 200
-}
