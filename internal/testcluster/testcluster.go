@@ -98,12 +98,24 @@ func Binary(t testing.TB, name string) string {
 // FreePort returns a TCP port that was free on host a moment ago.
 func FreePort(t testing.TB, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("testcluster: no free port on %s: %v", host, err)
+	return FreePorts(t, host, 1)[0]
+}
+
+// FreePorts returns n distinct TCP ports that were free on host a moment
+// ago. The listeners are held until all n are found, so the kernel cannot
+// hand out one port twice (an agent refuses the same port for two uses).
+func FreePorts(t testing.TB, host string, n int) []int {
+	t.Helper()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatalf("testcluster: no free port on %s: %v", host, err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // StartServer starts a single dev-mode server agent on 127.0.0.1 with
@@ -115,7 +127,8 @@ func StartServer(t testing.TB, opts ...Option) *Agent {
 		fn(&o)
 	}
 	host := "127.0.0.1"
-	http, serf, server := FreePort(t, host), FreePort(t, host), FreePort(t, host)
+	p := FreePorts(t, host, 3)
+	http, serf, server := p[0], p[1], p[2]
 	hcl := fmt.Sprintf(`
 ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
 session_ttl_min = "1s"
@@ -138,7 +151,8 @@ log_level = "warn"
 func StartClient(t testing.TB, server *Agent) *Agent {
 	t.Helper()
 	host := "127.0.0.2"
-	http, serf := FreePort(t, host), FreePort(t, host)
+	p := FreePorts(t, host, 2)
+	http, serf := p[0], p[1]
 	hcl := fmt.Sprintf(`
 ports { http = %d, serf_lan = %d, serf_wan = -1, dns = -1, grpc = -1, grpc_tls = -1 }
 log_level = "warn"
