@@ -37,14 +37,7 @@ func TestDeadManSwitchKillsGroup(t *testing.T) {
 	if termSeen >= hard {
 		t.Errorf("kill signal seen only %v after start, not before the hard deadline", termSeen.Sub(start))
 	}
-	waitClosed(t, p.Done(), 5*time.Second, "Done")
-	if dead := Now(); dead < hard || dead.Sub(hard) > 500*time.Millisecond {
-		t.Errorf("group dead %v after start, want just after %v", dead.Sub(start), hard.Sub(start))
-	}
-	assertResult(t, p, Result{ExitCode: 128 + 9, Signal: syscall.SIGKILL})
-	if !p.DeadlineFired() {
-		t.Error("DeadlineFired false after the deadline killed the group")
-	}
+	assertKilledAtHard(t, p, start, hard)
 }
 
 // The deadline in the Spec is armed by the guard before the fork: the
@@ -64,14 +57,7 @@ func TestInitialDeadlineWithoutSetDeadline(t *testing.T) {
 		t.Errorf("kill signal seen %v after start, want between %v and %v",
 			termSeen.Sub(start), soft.Sub(start), hard.Sub(start))
 	}
-	waitClosed(t, p.Done(), 5*time.Second, "Done")
-	if dead := Now(); dead < hard || dead.Sub(hard) > 500*time.Millisecond {
-		t.Errorf("group dead %v after start, want just after %v", dead.Sub(start), hard.Sub(start))
-	}
-	assertResult(t, p, Result{ExitCode: 128 + 9, Signal: syscall.SIGKILL})
-	if !p.DeadlineFired() {
-		t.Error("DeadlineFired false after the initial deadline killed the group")
-	}
+	assertKilledAtHard(t, p, start, hard)
 }
 
 // A deadline that has passed when the guard is about to fork stops the
@@ -278,4 +264,18 @@ func TestSetDeadlineRejectsSoftAfterHard(t *testing.T) {
 		t.Error("SetDeadline(soft > hard) succeeded")
 	}
 	waitClosed(t, p.Done(), 5*time.Second, "Done")
+}
+
+// assertKilledAtHard waits for Done and checks that the guard's own hard
+// deadline, not anything earlier or later, SIGKILLed the group.
+func assertKilledAtHard(t *testing.T, p *Process, start, hard Boottime) {
+	t.Helper()
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	if dead := Now(); dead < hard || dead.Sub(hard) > 500*time.Millisecond {
+		t.Errorf("group dead %v after start, want just after %v", dead.Sub(start), hard.Sub(start))
+	}
+	assertResult(t, p, Result{ExitCode: 128 + 9, Signal: syscall.SIGKILL})
+	if !p.DeadlineFired() {
+		t.Error("DeadlineFired false after the deadline killed the group")
+	}
 }
