@@ -3,6 +3,8 @@ package run
 import (
 	"fmt"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // ChildExitError is a command that ran to its end with a non-zero status;
@@ -53,20 +55,10 @@ func (e *UnknownStateError) Error() string {
 	return fmt.Sprintf("command state unknown (guard process failed): %v", e.Err)
 }
 
+// signalName is the conventional name (SIGTERM) for logs and errors.
 func signalName(s syscall.Signal) string {
-	switch s {
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGQUIT:
-		return "SIGQUIT"
-	case syscall.SIGUSR1:
-		return "SIGUSR1"
-	case syscall.SIGUSR2:
-		return "SIGUSR2"
+	if n := unix.SignalName(s); n != "" {
+		return n
 	}
 	return fmt.Sprintf("signal %d", int(s))
 }
