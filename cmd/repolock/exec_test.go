@@ -523,3 +523,43 @@ func TestExecGroupSIGKILL(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Never 0 after an interrupted run: a command that catches the forwarded
+// SIGTERM and exits 0 still gives 128+15; a SIGINT while waiting for the
+// lock gives 130, runs nothing and leaves no entry behind.
+func TestExecInterruptedIsNotSuccess(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	env := srv.Env("")
+	dir := t.TempDir()
+	ready, marker := filepath.Join(dir, "ready"), filepath.Join(dir, "ran")
+	holder := start(t, env, "exec", "-key", "intr", "--", "sh", "-c",
+		fmt.Sprintf(`trap 'exit 0' TERM; echo 1 > %q; while :; do sleep 0.01; done`, ready))
+	waitFile(t, ready, 10*time.Second)
+
+	waiter := start(t, env, "exec", "-key", "intr", "-wait", "1m", "--", "touch", marker)
+	c := srv.Client(t)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pairs, _, err := c.KV().List(consullock.RepoPrefix("", "intr")+"lock/", nil)
+		if err == nil && len(pairs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never queued")
+		}
+	}
+	must(t, waiter.cmd.Process.Signal(syscall.SIGINT))
+	if code := waiter.wait(t, 10*time.Second); code != 130 || !strings.Contains(waiter.stderr.String(), "while waiting for the lock") {
+		t.Fatalf("SIGINT while waiting: exit %d, want 130:\n%s", code, waiter.stderr)
+	}
+	if pairs, _, _ := c.KV().List(consullock.RepoPrefix("", "intr")+"lock/", nil); len(pairs) != 1 {
+		t.Errorf("%d lock entries after the interrupted waiter left, want only the holder's", len(pairs))
+	}
+
+	must(t, holder.cmd.Process.Signal(syscall.SIGTERM))
+	if code := holder.wait(t, 10*time.Second); code != 128+15 {
+		t.Fatalf("command exited 0 after a forwarded SIGTERM: repolock exit %d, want 143:\n%s", code, holder.stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the interrupted waiter ran its command")
+	}
+}
