@@ -244,6 +244,7 @@ key_prefix "repolock/repos/" { policy = "write" }`}, nil)
 	env = append(env, "MARK="+filepath.Join(t.TempDir(), "mark"))
 	p := start(t, env, "run", "-config", cfg, "-log-level", "debug", "slow-backup")
 	seen := map[int]bool{}
+	own, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.cmd.Process.Pid))
 	for {
 		for _, pid := range descendants(p.cmd.Process.Pid) {
 			if seen[pid] {
@@ -253,6 +254,11 @@ key_prefix "repolock/repos/" { policy = "write" }`}, nil)
 			environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 			if len(cmdline) == 0 {
 				continue // gone before we could read it
+			}
+			if string(cmdline) == string(own) {
+				// Forked but not yet exec'd: still repolock's own memory,
+				// not what it hands on. Read it again after the exec.
+				continue
 			}
 			seen[pid] = true
 			for _, s := range secrets {
