@@ -432,6 +432,11 @@ func (l *Lock) setLease(sent clock.Boottime) {
 // lose cancels the lock's context with err; the log line comes after, so
 // the caller stopping the command does not wait for it.
 func (l *Lock) lose(err error) {
+	select {
+	case <-l.stop:
+		return // released or invalidated on purpose: not a loss
+	default:
+	}
 	first := l.ctx.Err() == nil
 	l.cancel(err)
 	if first {
@@ -569,22 +574,26 @@ func (l *Lock) abandon() {
 	_, _ = l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
 }
 
-// Release ends a lock whose command is known to be gone: the entry is
-// deleted so the next waiter starts at once, then the session destroyed.
+// Release ends a lock whose command is known to be gone. Destroying the
+// session deletes its entry in the same Raft write (behaviour "delete"),
+// which is what wakes the next waiter; the entry's key is never reused, so
+// Consul's lock-delay on it holds nobody back.
 func (l *Lock) Release(ctx context.Context) error {
-	l.shutdown()
-	_, err := l.kv.Delete(l.entryKey, (&api.WriteOptions{}).WithContext(ctx))
-	_, derr := l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
-	if err != nil {
-		return classify("release lock entry", "key:write", err)
-	}
-	return classify("destroy session", "session:write", derr)
+	return l.end(ctx)
 }
 
 // Invalidate destroys the session: used on doubt (lost lock, unknown
 // command state, operator break). Its entry vanishes with it.
 func (l *Lock) Invalidate(ctx context.Context) error {
-	l.shutdown()
+	return l.end(ctx)
+}
+
+// end stops renewing and watching, destroys the session at once, and only
+// then waits for the goroutines, whose in-flight requests must not hold
+// back the next holder.
+func (l *Lock) end(ctx context.Context) error {
+	l.stopOnce.Do(func() { close(l.stop) })
 	_, err := l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
+	l.shutdown()
 	return classify("destroy session", "session:write", err)
 }
