@@ -75,6 +75,8 @@ type Lock struct {
 	entryKey string
 	token    uint64
 	record   Record
+	// grantIndex is the Consul index at which the grant saw the entry.
+	grantIndex uint64
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -285,6 +287,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		}
 		if eligible(mine.Mode, ahead) {
 			l.token = mine.CreateIndex
+			l.grantIndex = meta.LastIndex
 			return nil
 		}
 		if !reported && l.cfg.OnBusy != nil {
@@ -525,7 +528,9 @@ func (l *Lock) watchEntry() {
 		case <-wctx.Done():
 		}
 	}()
-	var index uint64
+	// The grant saw the entry as ours at grantIndex: block from there, with
+	// no extra round trip while the command starts.
+	index := l.grantIndex
 	for {
 		opts := &api.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute}
 		pair, meta, err := l.kv.Get(l.entryKey, opts.WithContext(wctx))
