@@ -70,6 +70,31 @@ while :; do sleep 1 & wait; done`, func(s *Spec) { s.KillTimeout = killTimeout }
 	}
 }
 
+// Stop sends the kill signal to the group from R and has the guard do the
+// rest: the command must receive it exactly once.
+func TestStopSignalsGroupOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p, err := Start(Spec{
+		Path:        os.Args[0],
+		Env:         []string{helperEnv + "=count-term", "SUPERVISE_TEST_DIR=" + dir, "GORACE=" + os.Getenv("GORACE")},
+		KillTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupProcess(t, p, 5*time.Second)
+	waitFile(t, filepath.Join(dir, "ready"), 5*time.Second)
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "terms"), time.Second)); got != "1" {
+		t.Errorf("the command received SIGTERM %s times, want once", got)
+	}
+	assertResult(t, p, Result{ExitCode: 0})
+}
+
 // Done waits for a grandchild that outlives the command; one that dies of
 // the kill signal goes at once.
 func TestDoneWaitsForBackgroundGrandchild(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -172,7 +174,7 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 			// Members and descendants left behind must not outlive the
 			// command for long. (A command that leaves nothing behind is
 			// reported empty above without this walk of /proc.)
-			g.escalate(Now())
+			g.escalate(Now(), false)
 		}
 		if poll == nil && (g.exited || g.rGone || g.stopping || g.sigkilled) {
 			poll = time.NewTicker(guardPoll).C
@@ -220,7 +222,14 @@ func (g *guard) command(l string) {
 			g.softDone, g.hardDone = false, false
 		}
 	case msgStop:
-		g.escalate(Now())
+		switch f := strings.Fields(rest); {
+		case len(f) == 0:
+			g.escalate(Now(), false)
+		case len(f) == 1 && f[0] == strconv.Itoa(stopGroupSignalled):
+			g.escalate(Now(), true)
+		default:
+			err = errors.New("bad stop field")
+		}
 	default:
 		err = errors.New("unknown message")
 	}
@@ -237,7 +246,7 @@ func (g *guard) fire() {
 	if g.soft != 0 && !g.softDone && now >= g.soft {
 		g.softDone = true
 		g.deadlineFired()
-		g.escalate(now)
+		g.escalate(now, false)
 	}
 	if g.hard != 0 && !g.hardDone && now >= g.hard {
 		g.hardDone = true
@@ -274,13 +283,18 @@ func (g *guard) deadlineFired() {
 }
 
 // escalate sends the kill signal once and schedules SIGKILL at now plus
-// the kill timeout.
-func (g *guard) escalate(now Boottime) {
+// the kill timeout. groupSignalled: R already sent the kill signal to the
+// group, which must not get it twice; escapees get it as usual.
+func (g *guard) escalate(now Boottime, groupSignalled bool) {
 	if g.stopping {
 		return
 	}
 	g.stopping = true
-	g.killAll(g.killSig)
+	if !groupSignalled {
+		g.killAll(g.killSig)
+	} else if g.exited {
+		g.signalEscapees(g.killSig)
+	}
 	g.killAt = now.Add(g.killTimeout)
 }
 

@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // helperEnv selects a helper role when the test binary re-executes itself.
@@ -63,6 +67,29 @@ func runHelper(role string) int {
 		}
 		fmt.Fprintf(os.Stderr, "write to closed stdout: %v\n", err)
 		return 2
+	case "count-term":
+		// A command that logs every SIGTERM it receives, then exits 0
+		// half a second after the first, time for a duplicate to arrive.
+		term := make(chan os.Signal, 8)
+		signal.Notify(term, syscall.SIGTERM)
+		if os.WriteFile(filepath.Join(dir, "ready"), []byte("1\n"), 0o644) != nil {
+			return 1
+		}
+		<-term
+		n := 1
+		for end := time.After(500 * time.Millisecond); ; {
+			select {
+			case <-term:
+				n++
+				continue
+			case <-end:
+			}
+			break
+		}
+		if os.WriteFile(filepath.Join(dir, "terms"), []byte(strconv.Itoa(n)+"\n"), 0o644) != nil {
+			return 1
+		}
+		return 0
 	case "printenv":
 		// A command that reports its exact environment.
 		env := os.Environ()
