@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +73,18 @@ type result struct {
 	wall, rss, handoff, destroy []float64
 }
 
+// floors are the parts of a handoff and of a destroy-to-signal that no
+// wrapper controls, measured without any lock tool: Consul committing a
+// session destroy and answering the blocking query on the entry it held,
+// and the kernel and bash starting, ending and signalling the same
+// command the tools run.
+type floors struct {
+	wake     []float64 // session destroy call → blocking query on its entry returns
+	start    []float64 // fork → the command's first statement
+	exit     []float64 // the command's last statement → its parent's wait4 returns
+	signaled []float64 // kill(SIGTERM) → the command's trap runs
+}
+
 func BenchmarkCompare(b *testing.B) {
 	root := testcluster.RepoRoot(b)
 	repolock := testcluster.Binary(b, "repolock")
@@ -81,6 +94,7 @@ func BenchmarkCompare(b *testing.B) {
 	c := srv.Client(b)
 	tt := tools(repolock, consul)
 	res := make([]result, len(tt))
+	var fl floors
 	dir := b.TempDir()
 
 	b.ResetTimer()
@@ -93,11 +107,12 @@ func BenchmarkCompare(b *testing.B) {
 				res[ti].handoff = append(res[ti].handoff, handoff(b, t, env, dir, key+"-h"))
 				res[ti].destroy = append(res[ti].destroy, destroyToSignal(b, t, env, c, dir, key+"-d"))
 			}
+			fl.measure(b, c, env, dir, fmt.Sprintf("floor%d-%d", n, i))
 		}
 	}
 	b.StopTimer()
 
-	table := render(tt, res)
+	table := render(tt, res, fl)
 	fmt.Print(table)
 	if err := os.WriteFile(filepath.Join(root, "bench", "results.md"), []byte(table), 0o644); err != nil {
 		b.Fatal(err)
@@ -200,6 +215,124 @@ func destroyToSignal(b *testing.B, t tool, env []string, c *api.Client, dir, key
 	return ms(d)
 }
 
+// measure takes one sample of each floor.
+func (fl *floors) measure(b *testing.B, c *api.Client, env []string, dir, key string) {
+	fl.wake = append(fl.wake, destroyWake(b, c, env, dir, key))
+
+	// The same bash -c the tools run: a first and a last statement.
+	begin, end := filepath.Join(dir, key+"-begin"), filepath.Join(dir, key+"-end")
+	cmd := command(env, []string{"bash", "-c", stamp(begin) + "; " + stamp(end)})
+	forked := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	reaped := time.Now()
+	fl.start = append(fl.start, ms(time.Unix(0, readNanos(b, begin)).Sub(forked)))
+	fl.exit = append(fl.exit, ms(reaped.Sub(time.Unix(0, readNanos(b, end)))))
+
+	// The same trap as destroyToSignal's command.
+	got, ready := filepath.Join(dir, key+"-got"), filepath.Join(dir, key+"-ready")
+	cmd = command(env, []string{"bash", "-c",
+		fmt.Sprintf(`trap '%s; kill $!; exit 0' TERM; echo 1 > %s; sleep 1000 & wait`, stamp(got), ready)})
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	for !exists(ready) {
+		time.Sleep(time.Millisecond)
+	}
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.Fatal(err)
+	}
+	_ = cmd.Wait()
+	fl.signaled = append(fl.signaled, ms(time.Unix(0, readNanos(b, got)).Sub(sent)))
+}
+
+// destroyWake is how long Consul takes from a session destroy call to
+// answering a blocking query on an entry the session held: the event both
+// tools wait for in a handoff and in a destroy-to-signal. The query is made
+// by another process, as the tools' are, so the caller's own handling of
+// the destroy's answer does not delay the wake-up.
+func destroyWake(b *testing.B, c *api.Client, env []string, dir, key string) float64 {
+	id, _, err := c.Session().CreateNoChecks(&api.SessionEntry{TTL: "30s", Behavior: api.SessionBehaviorDelete}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	entry := "bench/floor/" + key
+	if ok, _, err := c.KV().Acquire(&api.KVPair{Key: entry, Session: id}, nil); err != nil || !ok {
+		b.Fatalf("acquire %s: %v %v", entry, ok, err)
+	}
+	_, meta, err := c.KV().Get(entry, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	woke, ready := filepath.Join(dir, key+"-woke"), filepath.Join(dir, key+"-parked")
+	watcher := command(append(env, fmt.Sprintf("%s=%s %d %s %s", watchEnv, entry, meta.LastIndex, ready, woke)),
+		[]string{os.Args[0], "-test.run", "^$"})
+	var out bytes.Buffer
+	watcher.Stdout, watcher.Stderr = &out, &out
+	if err := watcher.Start(); err != nil {
+		b.Fatal(err)
+	}
+	for !exists(ready) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(30 * time.Millisecond) // the query is parked at the server
+	destroyed := time.Now()
+	if _, err := c.Session().Destroy(id, nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := watcher.Wait(); err != nil {
+		b.Fatalf("watcher: %v\n%s", err, out.String())
+	}
+	return ms(time.Unix(0, readNanos(b, woke)).Sub(destroyed))
+}
+
+// watchEnv makes the bench binary a watcher: "KEY INDEX READY WOKE" — it
+// writes READY, makes one blocking query on KEY from INDEX, and writes the
+// time it was answered to WOKE.
+const watchEnv = "REPOLOCK_BENCH_WATCH"
+
+func TestMain(m *testing.M) {
+	if v, ok := os.LookupEnv(watchEnv); ok {
+		os.Exit(watch(v))
+	}
+	os.Exit(m.Run())
+}
+
+func watch(arg string) int {
+	f := strings.Fields(arg)
+	c, err := api.NewClient(api.DefaultConfig())
+	if err != nil || len(f) != 4 {
+		fmt.Fprintln(os.Stderr, "watcher:", arg, err)
+		return 2
+	}
+	index, _ := strconv.ParseUint(f[1], 10, 64)
+	// Warm up the connection and the answer's code path, as a tool's
+	// earlier requests would have.
+	if _, _, err := c.KV().Get(f[0], nil); err != nil {
+		fmt.Fprintln(os.Stderr, "watcher:", err)
+		return 2
+	}
+	q := &api.QueryOptions{WaitIndex: index, WaitTime: time.Minute}
+	if err := os.WriteFile(f[2], []byte("1"), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "watcher:", err)
+		return 2
+	}
+	if _, _, err := c.KV().Get(f[0], q); err != nil {
+		fmt.Fprintln(os.Stderr, "watcher:", err)
+		return 2
+	}
+	if err := os.WriteFile(f[3], []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "watcher:", err)
+		return 2
+	}
+	return 0
+}
+
 // stamp is a bash snippet writing the current time in nanoseconds to file
 // with builtins only ($EPOCHREALTIME), so no fork sits between the event
 // and the stamp.
@@ -207,7 +340,7 @@ func stamp(file string) string {
 	return fmt.Sprintf(`t=${EPOCHREALTIME/./}; echo "${t}000" > %s`, file)
 }
 
-func render(tt []tool, res []result) string {
+func render(tt []tool, res []result, fl floors) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Median of %d runs each, alternating, against one Consul v1.20.6 dev agent on loopback\n", samples)
 	fmt.Fprintf(&sb, "(`make bench`, %s, %d CPUs). Ratio = repolock / consul lock; lower is better.\n\n",
@@ -226,6 +359,25 @@ func render(tt []tool, res []result) string {
 	for _, row := range rows {
 		a, b := median(row.get(res[0])), median(row.get(res[1]))
 		fmt.Fprintf(&sb, "| %s | %.1f %s | %.1f %s | %.2f× |\n", row.name, a, row.unit, b, row.unit, a/b)
+	}
+
+	wake, start, exit, sig := median(fl.wake), median(fl.start), median(fl.exit), median(fl.signaled)
+	fmt.Fprintf(&sb, "\nFloors, measured in the same run without any lock tool (%d samples each):\n", len(fl.wake))
+	fmt.Fprintf(&sb, "Consul from a session destroy call to the blocking query on its entry answering %.2f ms;\n", wake)
+	fmt.Fprintf(&sb, "fork → first statement of the `bash -c` command %.2f ms; its last statement → wait4 returns %.2f ms;\n", start, exit)
+	fmt.Fprintf(&sb, "kill(SIGTERM) → its trap runs %.2f ms. A handoff needs at least exit + one write's wake + start,\n", sig)
+	fmt.Fprintf(&sb, "a destroy-to-signal at least the wake + the signal.\n\n")
+	fmt.Fprintf(&sb, "| measure | floor | 0.5× consul lock | repolock − floor | consul lock − floor |\n| --- | --- | --- | --- | --- |\n")
+	for _, row := range []struct {
+		name  string
+		floor float64
+		get   func(result) []float64
+	}{
+		{"handoff", exit + wake + start, func(r result) []float64 { return r.handoff }},
+		{"destroy → kill signal", wake + sig, func(r result) []float64 { return r.destroy }},
+	} {
+		a, b := median(row.get(res[0])), median(row.get(res[1]))
+		fmt.Fprintf(&sb, "| %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", row.name, row.floor, b/2, a-row.floor, b-row.floor)
 	}
 	return sb.String()
 }
