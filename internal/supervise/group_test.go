@@ -70,29 +70,49 @@ while :; do sleep 1 & wait; done`, func(s *Spec) { s.KillTimeout = killTimeout }
 	}
 }
 
-// Stop sends the kill signal to the group from R and has the guard do the
-// rest: the command must receive it exactly once.
-func TestStopSignalsGroupOnce(t *testing.T) {
+// The command gets the kill signal once, whether a stop comes alone or
+// after the guard's own deadline fired (a lost lock is usually noticed by
+// both): a second SIGTERM makes many tools abort their graceful shutdown.
+func TestKillSignalOnce(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	p, err := Start(Spec{
-		Path:        os.Args[0],
-		Env:         []string{helperEnv + "=count-term", "SUPERVISE_TEST_DIR=" + dir, "GORACE=" + os.Getenv("GORACE")},
-		KillTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
+	for name, stop := range map[string]func(*testing.T, *Process){
+		"stop": func(t *testing.T, p *Process) {
+			if err := p.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			_ = p.Stop()
+		},
+		"stop after the deadline fired": func(t *testing.T, p *Process) {
+			if err := p.SetDeadline(Now().Add(50*time.Millisecond), 0); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "deadline fired", p.DeadlineFired)
+			if err := p.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			p, err := Start(Spec{
+				Path:        os.Args[0],
+				Env:         []string{helperEnv + "=count-term", "SUPERVISE_TEST_DIR=" + dir, "GORACE=" + os.Getenv("GORACE")},
+				KillTimeout: 5 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cleanupProcess(t, p, 5*time.Second)
+			waitFile(t, filepath.Join(dir, "ready"), 5*time.Second)
+			stop(t, p)
+			waitClosed(t, p.Done(), 5*time.Second, "Done")
+			if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "terms"), time.Second)); got != "1" {
+				t.Errorf("the command received SIGTERM %s times, want once", got)
+			}
+			assertResult(t, p, Result{ExitCode: 0})
+		})
 	}
-	cleanupProcess(t, p, 5*time.Second)
-	waitFile(t, filepath.Join(dir, "ready"), 5*time.Second)
-	if err := p.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	waitClosed(t, p.Done(), 5*time.Second, "Done")
-	if got := strings.TrimSpace(waitFile(t, filepath.Join(dir, "terms"), time.Second)); got != "1" {
-		t.Errorf("the command received SIGTERM %s times, want once", got)
-	}
-	assertResult(t, p, Result{ExitCode: 0})
 }
 
 // Done waits for a grandchild that outlives the command; one that dies of

@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -174,7 +172,7 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 			// Members and descendants left behind must not outlive the
 			// command for long. (A command that leaves nothing behind is
 			// reported empty above without this walk of /proc.)
-			g.escalate(Now(), false)
+			g.escalate(Now())
 		}
 		if poll == nil && (g.exited || g.rGone || g.stopping || g.sigkilled) {
 			poll = time.NewTicker(guardPoll).C
@@ -222,14 +220,7 @@ func (g *guard) command(l string) {
 			g.softDone, g.hardDone = false, false
 		}
 	case msgStop:
-		switch f := strings.Fields(rest); {
-		case len(f) == 0:
-			g.escalate(Now(), false)
-		case len(f) == 1 && f[0] == strconv.Itoa(stopGroupSignalled):
-			g.escalate(Now(), true)
-		default:
-			err = errors.New("bad stop field")
-		}
+		g.escalate(Now())
 	default:
 		err = errors.New("unknown message")
 	}
@@ -246,7 +237,7 @@ func (g *guard) fire() {
 	if g.soft != 0 && !g.softDone && now >= g.soft {
 		g.softDone = true
 		g.deadlineFired()
-		g.escalate(now, false)
+		g.escalate(now)
 	}
 	if g.hard != 0 && !g.hardDone && now >= g.hard {
 		g.hardDone = true
@@ -283,18 +274,13 @@ func (g *guard) deadlineFired() {
 }
 
 // escalate sends the kill signal once and schedules SIGKILL at now plus
-// the kill timeout. groupSignalled: R already sent the kill signal to the
-// group, which must not get it twice; escapees get it as usual.
-func (g *guard) escalate(now Boottime, groupSignalled bool) {
+// the kill timeout.
+func (g *guard) escalate(now Boottime) {
 	if g.stopping {
 		return
 	}
 	g.stopping = true
-	if !groupSignalled {
-		g.killAll(g.killSig)
-	} else if g.exited {
-		g.signalEscapees(g.killSig)
-	}
+	g.killAll(g.killSig)
 	g.killAt = now.Add(g.killTimeout)
 }
 

@@ -41,9 +41,6 @@ type Process struct {
 
 	fired atomic.Bool // the guard reported that a deadline fired
 
-	killSig  syscall.Signal
-	stopOnce sync.Once // Stop signals the group itself once
-
 	exited chan struct{}
 	done   chan struct{}
 }
@@ -134,7 +131,6 @@ func (g *Guard) Start(spec Spec) (*Process, error) {
 		g.p.abandon()
 		return nil, err
 	}
-	g.p.killSig = spec.KillSignal
 	if err := g.p.handshake(spec); err != nil {
 		g.p.abandon()
 		return nil, err
@@ -334,30 +330,7 @@ func (p *Process) DeadlineFired() bool { return p.fired.Load() }
 // Stop sends the kill signal to the group and to every process that left
 // it now, and SIGKILL after the kill timeout, unless all are gone by then.
 // Repeated calls do nothing more.
-//
-// While the command runs, the kill signal goes to its group from here,
-// without waiting for the guard to read a message and wake up: a lost lock
-// is a race against the next holder. The guard is told the group has it,
-// so a trap runs once, and does the rest.
-func (p *Process) Stop() error {
-	signalled := false
-	p.stopOnce.Do(func() {
-		select {
-		case <-p.exited:
-			// Reaped: the pgid is reserved only while a member lives, and
-			// the guard checks that before it signals.
-		default:
-			// Not reaped yet, so the group id is still C's: the guard may
-			// have reaped C since, but the pgid stays reserved while any
-			// member lives and is reused only after the pid space wraps.
-			signalled = unix.Kill(-p.pid, p.killSig) == nil
-		}
-	})
-	if signalled {
-		return p.send(line(msgStop, stopGroupSignalled))
-	}
-	return p.send(line(msgStop))
-}
+func (p *Process) Stop() error { return p.send(line(msgStop)) }
 
 // Exited is closed when the command itself was reaped (or, when the guard
 // died, once it is known to be dead).

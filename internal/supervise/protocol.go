@@ -25,9 +25,7 @@ package supervise
 //	                    the kill timeout; replaces the previous deadline;
 //	                    0 0 disarms (either may be 0 alone). Ignored once
 //	                    SOFT or HARD has fired: a fired deadline is final
-//	stop [1]            kill signal now, SIGKILL after the kill timeout;
-//	                    with 1, R has already sent the kill signal to the
-//	                    group, so G sends it only to processes outside it
+//	stop                kill signal now, SIGKILL after the kill timeout
 //
 // End of file on fd 3 means R is gone: G SIGKILLs the group and every
 // descendant of its own at once.
@@ -74,9 +72,6 @@ const (
 	msgSig      = "sig"
 	msgDeadline = "deadline"
 	msgStop     = "stop"
-
-	// stopGroupSignalled is stop's field when R signalled the group itself.
-	stopGroupSignalled = 1
 
 	msgStarted   = "started"
 	msgStartFail = "startfail"
