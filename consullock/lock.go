@@ -377,9 +377,13 @@ func (l *Lock) markHolding() {
 	l.record.State = StateHolding
 	l.record.Granted = &now
 	l.record.Token = l.token
-	ok, err := l.putRecord(l.ctx)
+	ctx, cancel := l.untilStop()
+	defer cancel()
+	ok, err := l.putRecord(ctx)
 	switch {
-	case l.ctx.Err() != nil:
+	case ctx.Err() != nil:
+		// Lost, or released while the command was quick: the session is
+		// gone or going, and a late write fails on it harmlessly.
 	case err != nil:
 		// Not a loss by itself: renewal and the deadline decide that.
 		l.log.Warn("could not write the holder record", "key", l.entryKey, "error", err)
@@ -435,10 +439,8 @@ func (l *Lock) setLease(sent clock.Boottime) {
 // lose cancels the lock's context with err; the log line comes after, so
 // the caller stopping the command does not wait for it.
 func (l *Lock) lose(err error) {
-	select {
-	case <-l.stop:
+	if l.stopping() {
 		return // released or invalidated on purpose: not a loss
-	default:
 	}
 	first := l.ctx.Err() == nil
 	l.cancel(err)
@@ -519,15 +521,8 @@ func (l *Lock) deadlineLoop() {
 // external destroy or a server-side expiry is seen at once.
 func (l *Lock) watchEntry() {
 	defer l.wg.Done()
-	wctx, cancel := context.WithCancel(l.ctx)
+	wctx, cancel := l.untilStop()
 	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
 	// The grant saw the entry as ours at grantIndex: block from there, with
 	// no extra round trip while the command starts.
 	index := l.grantIndex
@@ -563,6 +558,30 @@ func (l *Lock) watchEntry() {
 			index = meta.LastIndex
 		}
 	}
+}
+
+// stopping reports whether Release or Invalidate has begun.
+func (l *Lock) stopping() bool {
+	select {
+	case <-l.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// untilStop is the lock's context, also cancelled when Release or
+// Invalidate begins, for requests that must not hold either back.
+func (l *Lock) untilStop() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(l.ctx)
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 func (l *Lock) shutdown() {

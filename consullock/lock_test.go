@@ -6,10 +6,12 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/testcluster"
@@ -182,6 +184,57 @@ func TestExternalDestroyCancelsContext(t *testing.T) {
 	}
 	t.Logf("loss seen %s after destroy returned", time.Since(start))
 	_ = l.Invalidate(context.Background())
+}
+
+// A release right after the grant races the holder record's write and the
+// entry watch's first query: it must still end as a release, never be
+// reported as a loss, and leave nothing behind.
+func TestReleaseRightAfterGrant(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	c := srv.Client(t)
+	var logs lockedBuffer
+	for i := 0; i < 20; i++ {
+		conf := cfg(c, "quick", consullock.Exclusive)
+		conf.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
+		l := acquire(t, conf)
+		start := time.Now()
+		release(t, l)
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("round %d: Release took %s", i, d)
+		}
+		if cause := context.Cause(l.Context()); !errors.Is(cause, consullock.ErrReleased) {
+			t.Errorf("round %d: cause = %v, want ErrReleased", i, cause)
+		}
+		if info, _, err := c.Session().Info(l.Session(), nil); err != nil || info != nil {
+			t.Errorf("round %d: session after Release: %v, %v", i, info, err)
+		}
+	}
+	pairs, _, err := c.KV().List(consullock.RepoPrefix("", "quick")+"lock/", nil)
+	if err != nil || len(pairs) != 0 {
+		t.Errorf("lock entries left: %d (%v)", len(pairs), err)
+	}
+	for _, bad := range []string{"lock lost", "could not write"} {
+		if strings.Contains(logs.String(), bad) {
+			t.Errorf("log says %q:\n%s", bad, logs.String())
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 func TestHolderRecordInKV(t *testing.T) {

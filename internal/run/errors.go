@@ -48,7 +48,8 @@ func (e *InterruptedError) Error() string {
 func (e *InterruptedError) Code() int { return 128 + int(e.Signal) }
 
 // UnknownStateError means the guard process died without reporting: the
-// command's state is not known, so the session was destroyed, not released.
+// command's state is not known, so the run is not reported as the command's
+// status and the session is invalidated.
 type UnknownStateError struct{ Err error }
 
 func (e *UnknownStateError) Error() string {
