@@ -592,10 +592,9 @@ func (l *Lock) shutdown() {
 
 // abandon cleans up after a failed Acquire, bounded in time.
 func (l *Lock) abandon() {
-	l.shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), max(l.requestTimeout(), 2*time.Second))
 	defer cancel()
-	_, _ = l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
+	_ = l.end(ctx)
 }
 
 // Release ends a lock whose command is known to be gone. Destroying the

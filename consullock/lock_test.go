@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -192,7 +191,7 @@ func TestExternalDestroyCancelsContext(t *testing.T) {
 func TestReleaseRightAfterGrant(t *testing.T) {
 	srv := testcluster.StartServer(t)
 	c := srv.Client(t)
-	var logs lockedBuffer
+	var logs testcluster.SyncBuffer
 	for i := 0; i < 20; i++ {
 		conf := cfg(c, "quick", consullock.Exclusive)
 		conf.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
@@ -218,23 +217,6 @@ func TestReleaseRightAfterGrant(t *testing.T) {
 			t.Errorf("log says %q:\n%s", bad, logs.String())
 		}
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 func TestHolderRecordInKV(t *testing.T) {

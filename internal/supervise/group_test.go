@@ -72,7 +72,8 @@ while :; do sleep 1 & wait; done`, func(s *Spec) { s.KillTimeout = killTimeout }
 
 // The command gets the kill signal once, whether a stop comes alone or
 // after the guard's own deadline fired (a lost lock is usually noticed by
-// both): a second SIGTERM makes many tools abort their graceful shutdown.
+// both): a second SIGTERM runs a shell trap twice, and cuts short the
+// cleanup of tools that take a second signal as "exit now".
 func TestKillSignalOnce(t *testing.T) {
 	t.Parallel()
 	for name, stop := range map[string]func(*testing.T, *Process){

@@ -77,14 +77,13 @@ func runHelper(role string) int {
 		}
 		<-term
 		n := 1
-		for end := time.After(500 * time.Millisecond); ; {
+		for end, waiting := time.After(500*time.Millisecond), true; waiting; {
 			select {
 			case <-term:
 				n++
-				continue
 			case <-end:
+				waiting = false
 			}
-			break
 		}
 		if os.WriteFile(filepath.Join(dir, "terms"), []byte(strconv.Itoa(n)+"\n"), 0o644) != nil {
 			return 1

@@ -31,22 +31,24 @@ type Agent struct {
 	SerfLAN string // host:port of serf LAN, for joining
 	Token   string // management token when ACLs are enabled
 	cmd     *exec.Cmd
-	logBuf  *syncBuffer
+	logBuf  *SyncBuffer
 	stopped chan struct{}
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers, for capturing
+// an agent's output or a logger's.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -173,7 +175,7 @@ func start(t testing.TB, role, host string, serf, httpPort int, args ...string) 
 		Addr:    net.JoinHostPort(host, fmt.Sprint(httpPort)),
 		SerfLAN: net.JoinHostPort(host, fmt.Sprint(serf)),
 		cmd:     exec.Command(bin, full...),
-		logBuf:  &syncBuffer{},
+		logBuf:  &SyncBuffer{},
 		stopped: make(chan struct{}),
 	}
 	a.cmd.Stdout = a.logBuf
