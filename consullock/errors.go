@@ -18,7 +18,7 @@ var (
 	ErrLost = errors.New("consullock: lock lost")
 	// ErrTimeout means the lock was not granted within Config.Wait.
 	ErrTimeout = errors.New("consullock: lock not acquired within wait")
-	// ErrReleased is the cause of a lock context ended by Release or Invalidate.
+	// ErrReleased is the cause of a lock context ended by Release.
 	ErrReleased = errors.New("consullock: lock released")
 )
 

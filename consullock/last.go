@@ -3,6 +3,7 @@ package consullock
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -21,6 +22,39 @@ type LastRun struct {
 	Token    uint64    `json:"fencing_token"`
 	Session  string    `json:"session"`
 	LockLost bool      `json:"lock_lost,omitempty"`
+	// Attempts is 2 when the command ran a second time after repolock
+	// healed a "native lock busy" exit.
+	Attempts int `json:"attempts,omitempty"`
+	// NativeLocksCleared are the backup tool's own locks repolock removed
+	// during this run, under an exclusive grant.
+	NativeLocksCleared []NativeLock `json:"native_locks_cleared,omitempty"`
+}
+
+// NativeLock is one of a backup tool's own repository locks, as the tool
+// describes it; what repolock records when it removes one.
+type NativeLock struct {
+	ID        string    `json:"id"`
+	Host      string    `json:"host,omitempty"`
+	User      string    `json:"user,omitempty"`
+	PID       int       `json:"pid,omitempty"`
+	Time      time.Time `json:"time,omitzero"`
+	Exclusive bool      `json:"exclusive"`
+}
+
+// String describes the lock for a log line.
+func (n NativeLock) String() string {
+	kind := "shared"
+	if n.Exclusive {
+		kind = "exclusive"
+	}
+	s := fmt.Sprintf("%s %s", kind, n.ID)
+	if n.Host != "" {
+		s += fmt.Sprintf(" of pid %d on %s", n.PID, n.Host)
+	}
+	if !n.Time.IsZero() {
+		s += fmt.Sprintf(", age %s", time.Since(n.Time).Round(time.Second))
+	}
+	return s
 }
 
 // WriteLast records a finished run. It is informational: callers log a

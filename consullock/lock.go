@@ -27,15 +27,6 @@ import (
 	"github.com/repolock/repolock/internal/clock"
 )
 
-// Mode of a contender.
-type Mode string
-
-// Lock modes.
-const (
-	Shared    Mode = "shared"
-	Exclusive Mode = "exclusive"
-)
-
 // DefaultPrefix is the KV prefix when Config.Prefix is empty.
 const DefaultPrefix = "repolock"
 
@@ -53,7 +44,8 @@ type Config struct {
 	// deregistration would invalidate the session behind our back.
 	Node   string
 	Mode   Mode
-	Timing Timing
+	Lease  Lease
+	Tuning Tuning
 	// Wait bounds how long Acquire waits for the grant; 0 tries once.
 	Wait   time.Duration
 	Holder Holder
@@ -103,16 +95,16 @@ func RepoPrefix(prefix, key string) string {
 // *UnreachableError or a *PermissionError. On failure it leaves nothing
 // behind in Consul that it could remove.
 func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
-	if cfg.Key == "" {
-		return nil, errors.New("consullock: empty lock key")
-	}
-	if cfg.Mode != Shared && cfg.Mode != Exclusive {
-		return nil, fmt.Errorf("consullock: unknown mode %q", cfg.Mode)
-	}
-	cfg.Timing = cfg.Timing.WithDefaults()
-	if err := cfg.Timing.Validate(); err != nil {
+	if err := CheckKey(cfg.Key); err != nil {
 		return nil, fmt.Errorf("consullock: %w", err)
 	}
+	if _, err := ParseMode(string(cfg.Mode)); err != nil {
+		return nil, fmt.Errorf("consullock: %w", err)
+	}
+	if err := cfg.Lease.Validate(); err != nil {
+		return nil, fmt.Errorf("consullock: %w", err)
+	}
+	cfg.Tuning = cfg.Tuning.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -155,7 +147,12 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 
 // requestTimeout bounds one Consul request that is not a blocking query, so
 // that a frozen agent cannot hold a caller past its deadline.
-func (l *Lock) requestTimeout() time.Duration { return l.cfg.Timing.RenewInterval }
+func (l *Lock) requestTimeout() time.Duration { return l.cfg.Lease.RenewInterval }
+
+// writeTimeout bounds a write, which may take a Raft commit.
+func (l *Lock) writeTimeout() time.Duration {
+	return max(l.requestTimeout(), l.cfg.Tuning.MinRequestTimeout)
+}
 
 // createSession binds the session to a catalog-only node (Config.Node)
 // instead of the local agent's: Consul invalidates every session of a node
@@ -164,7 +161,7 @@ func (l *Lock) requestTimeout() time.Duration { return l.cfg.Timing.RenewInterva
 // agent, could not notice before its TTL-based deadline. A node registered
 // through the catalog, with no serfHealth check, is never reaped.
 func (l *Lock) createSession(ctx context.Context) error {
-	rctx, cancel := context.WithTimeout(ctx, max(l.requestTimeout(), 5*time.Second))
+	rctx, cancel := context.WithTimeout(ctx, l.writeTimeout())
 	defer cancel()
 	node := l.cfg.Node
 	if node == "" {
@@ -183,7 +180,7 @@ func (l *Lock) createSession(ctx context.Context) error {
 	id, _, err := l.sessions.CreateNoChecks(&api.SessionEntry{
 		Name:     "repolock " + l.cfg.Key,
 		Node:     node,
-		TTL:      l.cfg.Timing.TTL.String(),
+		TTL:      l.cfg.Lease.TTL.String(),
 		Behavior: api.SessionBehaviorDelete,
 	}, (&api.WriteOptions{}).WithContext(rctx))
 	if err != nil {
@@ -218,7 +215,7 @@ func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, max(l.requestTimeout(), 5*time.Second))
+	rctx, cancel := context.WithTimeout(ctx, l.writeTimeout())
 	defer cancel()
 	ok, _, err := l.kv.Acquire(&api.KVPair{Key: l.entryKey, Value: val, Session: l.session},
 		(&api.WriteOptions{}).WithContext(rctx))
@@ -230,6 +227,9 @@ func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 }
 
 // waitGrant blocks on the key's folder until this contender is eligible.
+// It is one loop, longer than most functions here, because each turn's
+// decisions (retry, give up, lost, granted) depend on the same request's
+// error, index and deadline; split, they would pass all of it around.
 func (l *Lock) waitGrant(ctx context.Context) error {
 	deadline := time.Now().Add(l.cfg.Wait)
 	wctx, cancel := context.WithCancel(ctx)
@@ -242,7 +242,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 	var index uint64
 	reported := false
 	for {
-		opts := &api.QueryOptions{WaitIndex: index, WaitTime: min(max(time.Until(deadline), time.Millisecond), 5*time.Minute)}
+		opts := &api.QueryOptions{WaitIndex: index, WaitTime: min(max(time.Until(deadline), time.Millisecond), l.cfg.Tuning.MaxBlock)}
 		if index == 0 {
 			opts.WaitIndex, opts.WaitTime = 0, 0
 		}
@@ -272,7 +272,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			l.log.Warn("reading lock entries failed; retrying", "key", l.cfg.Key, "error", err)
 			select {
 			case <-wctx.Done():
-			case <-time.After(250 * time.Millisecond):
+			case <-time.After(l.cfg.Tuning.RetryDelay):
 			}
 			index = 0
 			continue
@@ -405,8 +405,8 @@ func (l *Lock) Token() uint64 { return l.token }
 // EntryKey returns the KV key of this contender's record.
 func (l *Lock) EntryKey() string { return l.entryKey }
 
-// Timing returns the effective timing (defaults filled in).
-func (l *Lock) Timing() Timing { return l.cfg.Timing }
+// Lease returns the lock's lease.
+func (l *Lock) Lease() Lease { return l.cfg.Lease }
 
 // LastSent returns when the last confirmed renewal was sent.
 func (l *Lock) LastSent() clock.Boottime {
@@ -451,7 +451,7 @@ func (l *Lock) lose(err error) {
 
 func (l *Lock) renewLoop() {
 	defer l.wg.Done()
-	t := l.cfg.Timing
+	t := l.cfg.Lease
 	timer := time.NewTimer(t.RenewInterval)
 	defer timer.Stop()
 	// Renewal goes on after a loss by the deadline, until Release or
@@ -479,7 +479,7 @@ func (l *Lock) renewLoop() {
 				return
 			}
 			l.log.Warn("session renewal failed; retrying", "session", l.session, "error", err)
-			timer.Reset(min(t.RenewInterval, 250*time.Millisecond))
+			timer.Reset(min(t.RenewInterval, l.cfg.Tuning.RetryDelay))
 		case entry == nil:
 			l.lose(lost("session %s not found on renewal (destroyed or expired)", l.session))
 			return
@@ -497,13 +497,14 @@ func (l *Lock) renewLoop() {
 // not count time spent suspended.
 func (l *Lock) deadlineLoop() {
 	defer l.wg.Done()
-	tick := time.NewTicker(max(min(l.cfg.Timing.Margin/2, 50*time.Millisecond), time.Millisecond))
+	// Half the margin, so a deadline is seen well before the server may
+	// act; at most 50ms, a poll that costs nothing measurable.
+	tick := time.NewTicker(max(min(l.cfg.Lease.Margin/2, 50*time.Millisecond), time.Millisecond))
 	defer tick.Stop()
 	for {
-		_, hard := l.cfg.Timing.Deadlines(l.LastSent())
-		if clock.Now() >= hard {
+		if clock.Now() >= l.cfg.Lease.Expiry(l.LastSent()) {
 			l.lose(&lostError{unreachable: true, reason: fmt.Sprintf("no renewal confirmed within ttl %s − margin %s; the server may expire the session",
-				l.cfg.Timing.TTL, l.cfg.Timing.Margin)})
+				l.cfg.Lease.TTL, l.cfg.Lease.Margin)})
 			return
 		}
 		select {
@@ -527,7 +528,7 @@ func (l *Lock) watchEntry() {
 	// no extra round trip while the command starts.
 	index := l.grantIndex
 	for {
-		opts := &api.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute}
+		opts := &api.QueryOptions{WaitIndex: index, WaitTime: l.cfg.Tuning.MaxBlock}
 		pair, meta, err := l.kv.Get(l.entryKey, opts.WithContext(wctx))
 		if wctx.Err() != nil {
 			return
@@ -537,7 +538,7 @@ func (l *Lock) watchEntry() {
 			select {
 			case <-wctx.Done():
 				return
-			case <-time.After(250 * time.Millisecond):
+			case <-time.After(l.cfg.Tuning.RetryDelay):
 			}
 			continue
 		}
@@ -592,29 +593,20 @@ func (l *Lock) shutdown() {
 
 // abandon cleans up after a failed Acquire, bounded in time.
 func (l *Lock) abandon() {
-	ctx, cancel := context.WithTimeout(context.Background(), max(l.requestTimeout(), 2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), max(l.requestTimeout(), l.cfg.Tuning.CleanupTimeout))
 	defer cancel()
-	_ = l.end(ctx)
+	_ = l.Release(ctx)
 }
 
-// Release ends a lock whose command is known to be gone. Destroying the
-// session deletes its entry in the same Raft write (behaviour "delete"),
-// which is what wakes the next waiter; the entry's key is never reused, so
-// Consul's lock-delay on it holds nobody back.
+// Release destroys the session, which deletes its entry in the same Raft
+// write (behaviour "delete") and so wakes the next waiter; the entry's key
+// is never reused, so Consul's lock-delay on it holds nobody back. It is
+// the one way a lock ends: after a clean end and on doubt (a lost lock, an
+// unknown command state) alike, since a session that may still be renewed
+// elsewhere must not outlive either. It stops renewing and watching first
+// and waits for those goroutines only after the destroy, so their
+// in-flight requests do not hold back the next holder.
 func (l *Lock) Release(ctx context.Context) error {
-	return l.end(ctx)
-}
-
-// Invalidate destroys the session: used on doubt (lost lock, unknown
-// command state, operator break). Its entry vanishes with it.
-func (l *Lock) Invalidate(ctx context.Context) error {
-	return l.end(ctx)
-}
-
-// end stops renewing and watching, destroys the session at once, and only
-// then waits for the goroutines, whose in-flight requests must not hold
-// back the next holder.
-func (l *Lock) end(ctx context.Context) error {
 	l.stopOnce.Do(func() { close(l.stop) })
 	_, err := l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
 	l.shutdown()

@@ -18,11 +18,10 @@ import (
 
 // fast is a timing that keeps fault tests at seconds (agents run with
 // session_ttl_min = 1s).
-var fast = consullock.Timing{TTL: 2 * time.Second, RenewInterval: 500 * time.Millisecond,
-	KillTimeout: 500 * time.Millisecond, Margin: 300 * time.Millisecond}
+var fast = consullock.Lease{TTL: 2 * time.Second, RenewInterval: 500 * time.Millisecond, Margin: 300 * time.Millisecond}
 
 func cfg(c *api.Client, key string, mode consullock.Mode) consullock.Config {
-	return consullock.Config{Client: c, Key: key, Mode: mode, Timing: fast,
+	return consullock.Config{Client: c, Key: key, Mode: mode, Lease: fast,
 		Holder: consullock.LocalHolder("test", "")}
 }
 
@@ -182,7 +181,7 @@ func TestExternalDestroyCancelsContext(t *testing.T) {
 		t.Errorf("cause = %v, want ErrLost", context.Cause(l.Context()))
 	}
 	t.Logf("loss seen %s after destroy returned", time.Since(start))
-	_ = l.Invalidate(context.Background())
+	_ = l.Release(context.Background())
 }
 
 // A release right after the grant races the holder record's write and the

@@ -1,59 +1,54 @@
 package consullock
 
 import (
-	"fmt"
 	"time"
 
-	"github.com/repolock/repolock/internal/clock"
+	"github.com/repolock/repolock/internal/timing"
 )
 
-// Timing is the timing model of one lock (DESIGN "Timing model").
-type Timing struct {
-	// TTL of the Consul session. The server cannot expire the session
-	// before t_sent + TTL, t_sent being when the last confirmed renew was sent.
-	TTL time.Duration
-	// RenewInterval between renewals; default TTL/3.
-	RenewInterval time.Duration
-	// KillTimeout between the kill signal and SIGKILL of the command's group.
-	KillTimeout time.Duration
-	// Margin kept between SIGKILL and the earliest possible server expiry,
-	// for clock-rate differences and scheduling delays; default TTL/10.
-	Margin time.Duration
+// Lease is the lock's timing: the session TTL, how often it is renewed,
+// and the margin kept before the server may expire it (see package
+// internal/timing, the one place of the timing model). The lock knows
+// nothing of the command it protects: the kill schedule is the caller's.
+type Lease = timing.Lease
+
+// Tuning holds the lock's request timing that is not part of the lease.
+// Zero fields take the defaults of DefaultTuning; tests shrink them.
+type Tuning struct {
+	// MinRequestTimeout is the least time a write (session create, entry
+	// write, destroy) is given; otherwise a request is bounded by the
+	// renew interval, so a frozen agent cannot hold a caller past its
+	// deadline.
+	MinRequestTimeout time.Duration
+	// RetryDelay is the pause before a failed read or renewal is retried.
+	RetryDelay time.Duration
+	// MaxBlock bounds one blocking query.
+	MaxBlock time.Duration
+	// CleanupTimeout is the least time the cleanup after a failed Acquire
+	// (destroying its session) is given; short, because the caller is
+	// waiting to report the failure, and the session expires by TTL anyway.
+	CleanupTimeout time.Duration
 }
 
-// WithDefaults fills RenewInterval and Margin when they are zero.
-func (t Timing) WithDefaults() Timing {
-	if t.RenewInterval == 0 {
-		t.RenewInterval = t.TTL / 3
+// DefaultTuning is the tuning of a zero Config.Tuning.
+func DefaultTuning() Tuning {
+	return Tuning{MinRequestTimeout: 5 * time.Second, RetryDelay: 250 * time.Millisecond, MaxBlock: 5 * time.Minute,
+		CleanupTimeout: 2 * time.Second}
+}
+
+func (t Tuning) withDefaults() Tuning {
+	d := DefaultTuning()
+	if t.MinRequestTimeout <= 0 {
+		t.MinRequestTimeout = d.MinRequestTimeout
 	}
-	if t.Margin == 0 {
-		t.Margin = t.TTL / 10
+	if t.RetryDelay <= 0 {
+		t.RetryDelay = d.RetryDelay
+	}
+	if t.MaxBlock <= 0 {
+		t.MaxBlock = d.MaxBlock
+	}
+	if t.CleanupTimeout <= 0 {
+		t.CleanupTimeout = d.CleanupTimeout
 	}
 	return t
-}
-
-// Validate checks renew_interval + kill_timeout + margin < ttl: otherwise a
-// single late renewal would already put the command past its kill deadline.
-func (t Timing) Validate() error {
-	if t.TTL <= 0 {
-		return fmt.Errorf("ttl must be positive, got %s", t.TTL)
-	}
-	if t.RenewInterval <= 0 || t.KillTimeout < 0 || t.Margin <= 0 {
-		return fmt.Errorf("renew_interval (%s) and margin (%s) must be positive and kill_timeout (%s) not negative",
-			t.RenewInterval, t.Margin, t.KillTimeout)
-	}
-	if sum := t.RenewInterval + t.KillTimeout + t.Margin; sum >= t.TTL {
-		return fmt.Errorf("renew_interval (%s) + kill_timeout (%s) + margin (%s) = %s must be less than ttl (%s): "+
-			"after one missed renewal the command must still get its kill signal and kill_timeout before the session can expire",
-			t.RenewInterval, t.KillTimeout, t.Margin, sum, t.TTL)
-	}
-	return nil
-}
-
-// Deadlines returns when the command's group gets the kill signal (soft)
-// and SIGKILL (hard), given the send time of the last confirmed renewal.
-// From hard on the lock counts as lost.
-func (t Timing) Deadlines(sent clock.Boottime) (soft, hard clock.Boottime) {
-	hard = sent.Add(t.TTL - t.Margin)
-	return hard.Add(-t.KillTimeout), hard
 }

@@ -16,29 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/repolock/repolock/consullock"
 )
-
-// Mode is how a command holds the repository's cluster lock.
-type Mode string
-
-// Lock modes. Shared holders run beside each other; an exclusive holder runs
-// alone.
-const (
-	Shared    Mode = "shared"
-	Exclusive Mode = "exclusive"
-)
-
-// ParseMode accepts the spelling used in configuration and on the command line.
-func ParseMode(s string) (Mode, error) {
-	switch Mode(s) {
-	case Shared, Exclusive:
-		return Mode(s), nil
-	}
-	return "", fmt.Errorf("plugin: unknown lock mode %q (want %q or %q)", s, Shared, Exclusive)
-}
 
 // ErrModeNotInferred is wrapped by every Plugin.Mode error, so the caller
 // can tell "say which mode" apart from other failures.
@@ -46,24 +30,43 @@ var ErrModeNotInferred = errors.New(`lock mode cannot be inferred from the comma
 
 // Repository is what a plugin sees of a configured repository.
 type Repository struct {
-	Name            string            // config block label
-	Tool            string            // "restic" | "borg" | "exec"
-	Location        string            // tool-specific repository location as the user wrote it
-	PasswordFile    string            // path; never the password itself
-	PasswordCommand string            // a command line that prints the password
-	LockKey         string            // explicit override of the lock key (then Identity is not derived)
-	UnlockNative    string            // UnlockNever (default) | UnlockStale | UnlockAll
-	SharedLocal     bool              // a local path that is shared storage (NFS…): not bound to this host
-	Host            string            // this host's name, used to bind local paths
-	Env             map[string]string // extra environment for the child (already resolved values)
+	Name            string // config block label
+	Tool            string // "restic" | "borg" | "exec"
+	Location        string // tool-specific repository location as the user wrote it
+	PasswordFile    string // path; never the password itself
+	PasswordCommand string // a command line that prints the password
+	LockKey         string // explicit override of the lock key (then Identity is not derived)
+	UnlockNative    string // UnlockNever (default) | UnlockStale | UnlockAll
+	SharedLocal     bool   // a local path that is shared storage (NFS…): not bound to this host
+	Host            string // this host's name, used to bind local paths
+	// BaseDir is what a relative local path is relative to: the directory
+	// of the config file that names it (as for file()), so one config gives
+	// the same lock keys from any working directory. Empty refuses
+	// relative paths.
+	BaseDir string
 }
 
-// Values of Repository.UnlockNative.
+// Values of Repository.UnlockNative: whether repolock may clear the tool's
+// own repository locks, and which.
 const (
-	UnlockNever = "never"
-	UnlockStale = "stale"
-	UnlockAll   = "all"
+	UnlockNever = "never" // leave native locks alone (default)
+	UnlockStale = "stale" // remove only locks the tool itself considers stale
+	UnlockAll   = "all"   // remove every native lock; only when every writer goes through repolock
 )
+
+// UnlockPolicies lists the values of Repository.UnlockNative.
+func UnlockPolicies() []string { return []string{UnlockNever, UnlockStale, UnlockAll} }
+
+// ParseUnlockPolicy validates a Repository.UnlockNative value ("" means never).
+func ParseUnlockPolicy(policy string) (string, error) {
+	switch policy {
+	case "":
+		return UnlockNever, nil
+	case UnlockNever, UnlockStale, UnlockAll:
+		return policy, nil
+	}
+	return "", fmt.Errorf("unknown unlock_native policy %q (want %q, %q or %q)", policy, UnlockNever, UnlockStale, UnlockAll)
+}
 
 // Class is the meaning of a tool's exit code, for logs, status and metrics.
 type Class struct {
@@ -104,20 +107,97 @@ type Plugin interface {
 	Name() string
 	// Identity is the canonical, credential-free identity of the repository
 	// at r.Location, e.g. "restic+sftp://nas/srv/restic/photos". Two
-	// spellings of one repository give the same identity.
+	// spellings of one repository give the same identity. Its errors never
+	// quote the location, which may hold a password; IdentityOf says
+	// which repository they are about.
 	Identity(r Repository) (string, error)
-	// Env is the KEY=VALUE entries the child gets on top of the inherited
-	// environment, sorted. Secrets travel here, never in argv.
+	// Env is the tool's own KEY=VALUE entries for r, sorted: the variables
+	// that name the repository and carry its secrets. They are laid over
+	// everything else the child gets. Secrets travel here, never in argv.
 	Env(r Repository) []string
+	// OwnsEnv reports whether the tool reads name to find a repository or
+	// its secrets. Only Env may set such a variable: a job's or
+	// repository's env may not, and repolock's own environment does not
+	// pass one on, so the tool cannot be pointed at another repository.
+	OwnsEnv(name string) bool
 	// Mode infers the lock mode from the full argv (args[0] is the program).
 	// Errors wrap ErrModeNotInferred.
-	Mode(args []string) (Mode, error)
+	Mode(args []string) (consullock.Mode, error)
+	// Targets lists the repositories the command names in its arguments.
+	// It fails for a form that must not be used (a repository file), and
+	// with ErrOpaque when args do not run the tool (sh -c …), so nothing
+	// can be checked.
+	Targets(args []string) ([]Target, error)
 	// Classify gives the meaning of the tool's exit code.
 	Classify(code int) Class
 	// UnlockCommand is the argv that clears the tool's own locks as policy
 	// allows, or nil. It names no repository and no secret: the caller runs
-	// it with Env(r), where the tool finds the repository.
-	UnlockCommand(r Repository, policy string) []string
+	// it with Env, where the tool finds the repository.
+	UnlockCommand(policy string) []string
+}
+
+// Target is a repository named in a command's arguments.
+type Target struct {
+	Location string // as written
+	Arg      string // how the command names it, for messages: "-r /srv/x"
+	// From marks a second repository the command reads from (restic copy
+	// --from-repo): it must be a configured repository, locked too.
+	From bool
+}
+
+// ErrOpaque is returned by Targets for a command the plugin cannot see
+// into, such as a shell script.
+var ErrOpaque = errors.New("the command does not run the tool directly, so the repository it uses cannot be checked")
+
+// Copier is implemented by tools that read a second repository (restic
+// copy): FromEnv is the tool's variables naming r as that source.
+type Copier interface {
+	FromEnv(r Repository) []string
+}
+
+// LockLister is implemented by tools that can list their own repository
+// locks, so that repolock can say which ones it cleared. The commands run
+// with the repository's Env, under the cluster lock, and must not take a
+// native lock themselves.
+type LockLister interface {
+	// ListLocks prints the IDs of the repository's locks, one a line.
+	ListLocks() []string
+	// ShowLock prints one lock.
+	ShowLock(id string) []string
+	// ParseLock reads ShowLock's output.
+	ParseLock(id string, out []byte) (consullock.NativeLock, error)
+}
+
+// IdentityOf is p.Identity(r), its error naming the tool, the repository
+// and its location (redacted) in front of the reason.
+func IdentityOf(p Plugin, r Repository) (string, error) {
+	id, err := p.Identity(r)
+	if err != nil {
+		return "", fmt.Errorf("%s: repository %q: location %q: %w", p.Name(), r.Name, Redact(r.Location), err)
+	}
+	return id, nil
+}
+
+// RunsTool checks that args run the program tool; otherwise the command
+// (a wrapper such as sh -c or a script) hides what it does, and the error
+// wraps ErrModeNotInferred.
+func RunsTool(tool string, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%s: empty command: %w", tool, ErrModeNotInferred)
+	}
+	if filepath.Base(args[0]) != tool {
+		return fmt.Errorf("%s: the command runs %q, not %s: %w", tool, filepath.Base(args[0]), tool, ErrModeNotInferred)
+	}
+	return nil
+}
+
+// SortedEnv renders a map as sorted KEY=VALUE entries.
+func SortedEnv(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, k+"="+m[k])
+	}
+	return out
 }
 
 var (
@@ -164,11 +244,12 @@ func Tools() []string {
 }
 
 // LockKey is the Consul KV path segment of r's lock. An explicit r.LockKey
-// is validated and returned unchanged, so operators can predict it. Otherwise
-// the key is derived from the plugin's Identity with KeyFromIdentity.
+// is validated (consullock.CheckKey) and returned unchanged, so operators
+// can predict it. Otherwise the key is derived from the plugin's Identity
+// with KeyFromIdentity.
 func LockKey(r Repository) (string, error) {
 	if r.LockKey != "" {
-		if err := CheckLockKey(r.LockKey); err != nil {
+		if err := consullock.CheckKey(r.LockKey); err != nil {
 			return "", err
 		}
 		return r.LockKey, nil
@@ -177,62 +258,26 @@ func LockKey(r Repository) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	id, err := p.Identity(r)
+	id, err := IdentityOf(p, r)
 	if err != nil {
 		return "", err
 	}
 	return KeyFromIdentity(id), nil
 }
 
-// MaxLockKeyLen bounds an explicit lock key; a derived key is at most
-// readableMax+11 bytes.
-const MaxLockKeyLen = 128
-
-// CheckLockKey validates an explicit lock key: one KV path segment of
-// [A-Za-z0-9._-]. "." and ".." are refused because HTTP clients and proxies
-// may resolve them as path steps in /v1/kv/… URLs.
-func CheckLockKey(k string) error {
-	switch {
-	case k == "":
-		return errors.New("plugin: lock key is empty")
-	case k == "." || k == "..":
-		return fmt.Errorf("plugin: lock key %q is a path step, not a name", k)
-	case len(k) > MaxLockKeyLen:
-		return fmt.Errorf("plugin: lock key is %d bytes long, more than %d", len(k), MaxLockKeyLen)
-	}
-	for i := 0; i < len(k); i++ {
-		if !keyByte(k[i]) && !(k[i] >= 'A' && k[i] <= 'Z') {
-			return fmt.Errorf("plugin: lock key %q has %q at byte %d; use only A-Z a-z 0-9 . _ -", k, k[i], i)
-		}
-	}
-	return nil
-}
-
 // readableMax bounds the human-readable part of a derived key so that keys
 // stay readable in `consul kv get -recurse` output.
 const readableMax = 80
 
-// KeyFromIdentity turns an identity into a KV path segment: a readable part
-// (lowercase [a-z0-9._-], other runs replaced by '-', at most 80 bytes), '-',
-// and the first 10 hex digits of sha256(identity). The hash keeps identities
-// that differ only in case or in replaced characters apart, so the readable
-// part may be lossy.
+// KeyFromIdentity turns an identity into a lock key that consullock.CheckKey
+// accepts: a readable part (lowercase, runs of other bytes replaced by '-',
+// at most 80 bytes), '-', and the first 10 hex digits of sha256(identity).
+// The hash keeps identities that differ only in case or in replaced
+// characters apart, so the readable part may be lossy.
 func KeyFromIdentity(identity string) string {
 	sum := sha256.Sum256([]byte(identity))
 	hash := hex.EncodeToString(sum[:])[:10]
-
-	var b strings.Builder
-	dash := false
-	for _, c := range []byte(strings.ToLower(identity)) {
-		if keyByte(c) {
-			b.WriteByte(c)
-			dash = false
-		} else if !dash {
-			b.WriteByte('-')
-			dash = true
-		}
-	}
-	readable := b.String()
+	readable := consullock.Sanitize(strings.ToLower(identity))
 	if len(readable) > readableMax {
 		readable = readable[:readableMax]
 	}
@@ -241,34 +286,6 @@ func KeyFromIdentity(identity string) string {
 		return hash
 	}
 	return readable + "-" + hash
-}
-
-func keyByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-}
-
-// CheckUnlockPolicy validates a Repository.UnlockNative value ("" means never).
-func CheckUnlockPolicy(policy string) error {
-	switch policy {
-	case "", UnlockNever, UnlockStale, UnlockAll:
-		return nil
-	}
-	return fmt.Errorf("plugin: unknown unlock_native policy %q (want %q, %q or %q)", policy, UnlockNever, UnlockStale, UnlockAll)
-}
-
-// MergeEnv renders user and then own as sorted KEY=VALUE entries. Entries of
-// own win: they are what the lock was derived from (a RESTIC_REPOSITORY in
-// the user's env must not point the tool at another repository than the
-// one that is locked).
-func MergeEnv(user, own map[string]string) []string {
-	all := make(map[string]string, len(user)+len(own))
-	maps.Copy(all, user)
-	maps.Copy(all, own)
-	out := make([]string, 0, len(all))
-	for _, k := range slices.Sorted(maps.Keys(all)) {
-		out = append(out, k+"="+all[k])
-	}
-	return out
 }
 
 // locationSchemes are the "scheme:" prefixes of the built-in tools'

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
 )
 
@@ -21,10 +22,12 @@ func (fake) Identity(r plugin.Repository) (string, error) {
 	}
 	return r.Location, nil
 }
-func (fake) Env(plugin.Repository) []string                   { return nil }
-func (fake) Mode([]string) (plugin.Mode, error)               { return plugin.Shared, nil }
-func (fake) Classify(int) plugin.Class                        { return plugin.Class{} }
-func (fake) UnlockCommand(plugin.Repository, string) []string { return nil }
+func (fake) Env(plugin.Repository) []string            { return nil }
+func (fake) OwnsEnv(string) bool                       { return false }
+func (fake) Mode([]string) (consullock.Mode, error)    { return consullock.Shared, nil }
+func (fake) Targets([]string) ([]plugin.Target, error) { return nil, plugin.ErrOpaque }
+func (fake) Classify(int) plugin.Class                 { return plugin.Class{} }
+func (fake) UnlockCommand(string) []string             { return nil }
 
 func init() {
 	plugin.Register(fake{"fake-b"})
@@ -58,25 +61,6 @@ func TestRegisterPanics(t *testing.T) {
 	}
 }
 
-func TestParseMode(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		want    plugin.Mode
-		wantErr bool
-	}{
-		{"shared", plugin.Shared, false},
-		{"exclusive", plugin.Exclusive, false},
-		{"Shared", "", true},
-		{"", "", true},
-		{"read", "", true},
-	} {
-		got, err := plugin.ParseMode(tc.in)
-		if got != tc.want || (err != nil) != tc.wantErr {
-			t.Errorf("ParseMode(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.wantErr)
-		}
-	}
-}
-
 func TestSignalClass(t *testing.T) {
 	for _, tc := range []struct {
 		code int
@@ -102,7 +86,9 @@ func TestSignalClass(t *testing.T) {
 	}
 }
 
-func TestCheckLockKey(t *testing.T) {
+var derivedKey = regexp.MustCompile(`^([a-z0-9._-]+-)?[0-9a-f]{10}$`)
+
+func TestExplicitLockKey(t *testing.T) {
 	for _, tc := range []struct {
 		key string
 		ok  bool
@@ -111,24 +97,21 @@ func TestCheckLockKey(t *testing.T) {
 		{"Photos.NAS_2-b", true},
 		{"a", true},
 		{"...x", true},
-		{"", false},
 		{".", false},
 		{"..", false},
 		{"photos/nightly", false},
 		{"photos nightly", false},
 		{"photös", false},
 		{"a:b", false},
-		{strings.Repeat("k", plugin.MaxLockKeyLen), true},
-		{strings.Repeat("k", plugin.MaxLockKeyLen+1), false},
+		{strings.Repeat("k", consullock.MaxKeyLen), true},
+		{strings.Repeat("k", consullock.MaxKeyLen+1), false},
 	} {
-		if err := plugin.CheckLockKey(tc.key); (err == nil) != tc.ok {
-			t.Errorf("CheckLockKey(%q) = %v, want ok=%v", tc.key, err, tc.ok)
+		got, err := plugin.LockKey(plugin.Repository{Tool: "fake-a", Location: "x", LockKey: tc.key})
+		if (err == nil) != tc.ok || (tc.ok && got != tc.key) {
+			t.Errorf("LockKey(lock_key %q) = %q, %v; want ok=%v and the key unchanged", tc.key, got, err, tc.ok)
 		}
 	}
 }
-
-var derivedKey = regexp.MustCompile(`^([a-z0-9._-]+-)?[0-9a-f]{10}$`)
-
 func TestKeyFromIdentity(t *testing.T) {
 	for _, tc := range []struct{ id, wantReadable string }{
 		{"restic+sftp://nas/srv/restic/photos", "restic-sftp-nas-srv-restic-photos"},
@@ -202,30 +185,26 @@ func TestLockKey(t *testing.T) {
 	}
 }
 
-func TestCheckUnlockPolicy(t *testing.T) {
-	for _, p := range []string{"", "never", "stale", "all"} {
-		if err := plugin.CheckUnlockPolicy(p); err != nil {
-			t.Errorf("CheckUnlockPolicy(%q) = %v", p, err)
+func TestParseUnlockPolicy(t *testing.T) {
+	for in, want := range map[string]string{"": "never", "never": "never", "stale": "stale", "all": "all"} {
+		if got, err := plugin.ParseUnlockPolicy(in); err != nil || got != want {
+			t.Errorf("ParseUnlockPolicy(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	for _, p := range []string{"Stale", "always", "none"} {
-		if err := plugin.CheckUnlockPolicy(p); err == nil {
-			t.Errorf("CheckUnlockPolicy(%q) accepted", p)
+		if _, err := plugin.ParseUnlockPolicy(p); err == nil {
+			t.Errorf("ParseUnlockPolicy(%q) accepted", p)
 		}
+	}
+	if got := plugin.UnlockPolicies(); !slices.Equal(got, []string{"never", "stale", "all"}) {
+		t.Errorf("UnlockPolicies() = %q", got)
 	}
 }
 
-func TestMergeEnv(t *testing.T) {
-	got := plugin.MergeEnv(
-		map[string]string{"Z": "1", "RESTIC_REPOSITORY": "/elsewhere", "A": "x=y"},
-		map[string]string{"RESTIC_REPOSITORY": "/locked", "M": ""},
-	)
-	want := []string{"A=x=y", "M=", "RESTIC_REPOSITORY=/locked", "Z=1"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("MergeEnv = %q, want %q (sorted, plugin entries win)", got, want)
-	}
-	if got := plugin.MergeEnv(nil, nil); len(got) != 0 {
-		t.Fatalf("MergeEnv(nil, nil) = %q", got)
+func TestSortedEnv(t *testing.T) {
+	got := plugin.SortedEnv(map[string]string{"Z": "1", "A": "x=y", "M": ""})
+	if want := []string{"A=x=y", "M=", "Z=1"}; !slices.Equal(got, want) {
+		t.Fatalf("SortedEnv = %q, want %q", got, want)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
+	"github.com/repolock/repolock/internal/plan"
 )
 
 // lockTarget resolves the REPOSITORY|KEY argument of status and break, and
@@ -33,16 +34,21 @@ func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix
 			return "", "", nil, err
 		}
 		if repo, ok := cfg.Repository(name); ok && name != "" {
-			res, err := resolveRepository(repo)
+			res, err := plan.Resolve(cfg, repo)
 			if err != nil {
 				return "", "", nil, err
 			}
-			key = res.key
+			key = res.Key
 		}
-		prefix, consul = prefixOf(cfg), cfg.Consul
+		prefix, consul = cfg.Consul.Prefix, cfg.Consul
 	}
 	if prefixFlag != "" {
 		prefix = prefixFlag
+	}
+	if key != "" {
+		if err := consullock.CheckKey(key); err != nil {
+			return "", "", nil, usagef("%q is neither a repository of the config nor a lock key: %v", name, err)
+		}
 	}
 	client, err = consulClient(consul)
 	return key, prefix, client, err

@@ -65,8 +65,22 @@ func start(t *testing.T, env []string, args ...string) *proc {
 // startIn starts repolock in the working directory dir ("" for the test's).
 func startIn(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, dir, nil, env, args...)
+}
+
+// startWithStdin starts repolock reading stdin.
+func startWithStdin(t *testing.T, env []string, stdin *os.File, args ...string) *proc {
+	t.Helper()
+	return startCmd(t, "", stdin, env, args...)
+}
+
+func startCmd(t *testing.T, dir string, stdin *os.File, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(binary, args...), stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd.Dir = dir
+	if stdin != nil {
+		p.cmd.Stdin = stdin
+	}
 	p.cmd.Env = append(baseEnv(), env...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr

@@ -14,9 +14,9 @@ import (
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
+	"github.com/repolock/repolock/internal/plan"
 	"github.com/repolock/repolock/internal/run"
 	"github.com/repolock/repolock/plugin"
-	_ "github.com/repolock/repolock/plugin/all" // registers restic, borg, exec
 )
 
 // configPath applies the documented order: -config, REPOLOCK_CONFIG, ./config.hcl.
@@ -30,10 +30,15 @@ func configPath(flagValue string) string {
 	return "config.hcl"
 }
 
-// loadConfig loads and validates the config, printing diagnostics with
-// their source lines; any error is a *configError (exit 78).
+// loadConfig loads the config and plans every repository and job in it,
+// printing diagnostics (warnings too) with their source lines; any error
+// is a *configError (exit 78). Every command that reads a config checks
+// all of it, so `run` refuses what `validate` refuses.
 func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	cfg, files, diags := config.Load(path)
+	if !diags.HasErrors() {
+		diags = append(diags, plan.Check(cfg)...)
+	}
 	if len(diags) > 0 {
 		_ = config.WriteDiagnostics(stderr, files, diags, false)
 	}
@@ -62,116 +67,6 @@ func consulClient(c config.Consul) (*api.Client, error) {
 		return nil, &configError{fmt.Sprintf("Consul client: %v", err)}
 	}
 	return client, nil
-}
-
-// resolved is a repository as the plugin sees it, with its lock key.
-type resolved struct {
-	repo   plugin.Repository
-	plugin plugin.Plugin
-	key    string
-}
-
-func resolveRepository(r *config.Repository) (resolved, error) {
-	host, _ := os.Hostname()
-	pr := plugin.Repository{
-		Name: r.Name, Tool: r.Tool, Location: r.Location, PasswordFile: r.PasswordFile,
-		PasswordCommand: r.PasswordCommand, LockKey: r.LockKey, UnlockNative: r.UnlockNative,
-		SharedLocal: r.SharedLocal, Host: host, Env: r.Env,
-	}
-	p, err := plugin.Get(r.Tool)
-	if err != nil {
-		return resolved{}, &configError{fmt.Sprintf("repository %q: %v", r.Name, err)}
-	}
-	key, err := plugin.LockKey(pr)
-	if err != nil {
-		return resolved{}, &configError{fmt.Sprintf("repository %q (%s:%d): %v", r.Name, r.DeclRange.Filename, r.DeclRange.Start.Line, err)}
-	}
-	return resolved{repo: pr, plugin: p, key: key}, nil
-}
-
-// jobMode is the job's explicit mode, else the plugin's inference.
-func jobMode(explicit string, p plugin.Plugin, argv []string) (consullock.Mode, string, error) {
-	if explicit != "" {
-		return consullock.Mode(explicit), "set in the job", nil
-	}
-	m, err := p.Mode(argv)
-	if err != nil {
-		return "", "", err
-	}
-	return consullock.Mode(m), fmt.Sprintf("inferred from %q", strings.Join(argv[:min(len(argv), 3)], " ")), nil
-}
-
-// specFor turns a configured job into a run.Spec.
-func specFor(cfg *config.Config, job *config.Job) (run.Spec, error) {
-	repo, _ := cfg.Repository(job.Repository) // references are validated by config
-	res, err := resolveRepository(repo)
-	if err != nil {
-		return run.Spec{}, err
-	}
-	mode, _, err := jobMode(job.Mode, res.plugin, job.Command)
-	if err != nil {
-		return run.Spec{}, &configError{fmt.Sprintf("job %q (%s:%d): %v", job.Name, job.DeclRange.Filename, job.DeclRange.Start.Line, err)}
-	}
-	var prepare [][]string
-	if argv := res.plugin.UnlockCommand(res.repo, repo.UnlockNative); argv != nil {
-		prepare = append(prepare, argv)
-	}
-	p := res.plugin
-	return run.Spec{
-		Job:         job.Name,
-		Repository:  repo.Name,
-		Key:         res.key,
-		Prefix:      prefixOf(cfg),
-		SessionNode: cfg.Consul.SessionNode,
-		Mode:        mode,
-		Args:        job.Command,
-		Env:         mergeEnv(environ(), p.Env(res.repo), mapEnv(job.Env)),
-		Dir:         job.Dir,
-		Timing:      timing(job.Lock),
-		Wait:        job.Lock.Wait,
-		Skip:        job.Lock.OnBusy == config.OnBusySkip,
-		KillSignal:  job.Lock.KillSignal,
-		Classify: func(code int) (string, bool) {
-			c := p.Classify(code)
-			return c.Name, c.Success
-		},
-		Prepare: prepare,
-		Holder:  consullock.LocalHolder(version, job.Name),
-	}, nil
-}
-
-func prefixOf(cfg *config.Config) string {
-	if cfg.Consul.Prefix != "" {
-		return cfg.Consul.Prefix
-	}
-	return consullock.DefaultPrefix
-}
-
-func mapEnv(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k, v := range m {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
-
-// mergeEnv overlays KEY=VALUE lists; a later list wins, and each key
-// appears once (with duplicates, programs disagree on which one counts).
-func mergeEnv(layers ...[]string) []string {
-	index := map[string]int{}
-	var out []string
-	for _, layer := range layers {
-		for _, kv := range layer {
-			k, _, _ := strings.Cut(kv, "=")
-			if i, ok := index[k]; ok {
-				out[i] = kv
-				continue
-			}
-			index[k] = len(out)
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -207,17 +102,15 @@ func cmdRun(args []string, stderr io.Writer) error {
 		}
 		return usagef("run: no job %q in %s (jobs: %s)", fs.Arg(0), path, strings.Join(names, ", "))
 	}
-	spec, err := specFor(cfg, job)
-	if err != nil {
-		return err
-	}
+	spec, _ := plan.Job(cfg, job) // loadConfig reported its problems
+	spec.Holder = consullock.LocalHolder(version, job.Name)
 	client, err := consulClient(cfg.Consul)
 	if err != nil {
 		return err
 	}
 	signals, stop := notifySignals()
 	defer stop()
-	r := &run.Runner{Client: client, Log: log.With("job", job.Name, "repository", spec.Repository), Signals: signals}
+	r := &run.Runner{Client: client, Log: log.With("job", job.Name, "repository", job.Repository), Signals: signals}
 	return r.Run(context.Background(), spec)
 }
 
@@ -235,10 +128,11 @@ type validRepo struct {
 }
 
 type validJob struct {
-	Name       string `json:"name"`
-	Repository string `json:"repository"`
-	Mode       string `json:"mode"`
-	ModeSource string `json:"mode_source"`
+	Name       string   `json:"name"`
+	Repository string   `json:"repository"`
+	Mode       string   `json:"mode"`
+	ModeSource string   `json:"mode_source"`
+	Also       []string `json:"also_locks,omitempty"` // second repositories (restic copy), locked too
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
@@ -261,38 +155,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out validation
-	var errs []error
-	keys := map[string]string{}
-	for _, r := range cfg.Repositories {
-		res, err := resolveRepository(r)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		keys[r.Name] = res.key
-		out.Repositories = append(out.Repositories, validRepo{Name: r.Name, Tool: r.Tool,
-			Location: plugin.Redact(r.Location), Key: res.key})
-	}
-	for _, j := range cfg.Jobs {
-		r, _ := cfg.Repository(j.Repository)
-		p, err := plugin.Get(r.Tool)
-		if err != nil {
-			continue // reported with the repository
-		}
-		mode, src, err := jobMode(j.Mode, p, j.Command)
-		if err != nil {
-			errs = append(errs, &configError{fmt.Sprintf("job %q (%s:%d): %v", j.Name, j.DeclRange.Filename, j.DeclRange.Start.Line, err)})
-			continue
-		}
-		out.Jobs = append(out.Jobs, validJob{Name: j.Name, Repository: j.Repository, Mode: string(mode), ModeSource: src})
-	}
-	if len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintf(stderr, "Error: %v\n", e)
-		}
-		return &configError{fmt.Sprintf("configuration %s is invalid (%d errors)", path, len(errs))}
-	}
+	out := validationOf(cfg)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -305,7 +168,37 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(tw, "\nJOB\tREPOSITORY\tMODE\t\n")
 	for _, j := range out.Jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s (%s)\t\n", j.Name, j.Repository, j.Mode, j.ModeSource)
+		also := ""
+		if len(j.Also) > 0 {
+			also = ", also locks " + strings.Join(j.Also, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s (%s%s)\t\n", j.Name, j.Repository, j.Mode, j.ModeSource, also)
 	}
 	return tw.Flush()
+}
+
+// validationOf is what validate shows of a config that loaded.
+func validationOf(cfg *config.Config) validation {
+	var out validation
+	for _, r := range cfg.Repositories {
+		res, _ := plan.Resolve(cfg, r) // loadConfig refused what does not resolve
+		out.Repositories = append(out.Repositories, validRepo{Name: r.Name, Tool: r.Tool,
+			Location: plugin.Redact(r.Location), Key: res.Key})
+	}
+	for _, j := range cfg.Jobs {
+		spec, _ := plan.Job(cfg, j)
+		v := validJob{Name: j.Name, Repository: j.Repository, ModeSource: "set in the job"}
+		if j.Mode == "" {
+			v.ModeSource = fmt.Sprintf("inferred from %q", strings.Join(j.Command[:min(len(j.Command), 3)], " "))
+		}
+		for _, t := range spec.Targets {
+			if t.Primary {
+				v.Mode = string(t.Mode)
+			} else {
+				v.Also = append(v.Also, fmt.Sprintf("%s (%s)", t.Repository, t.Mode))
+			}
+		}
+		out.Jobs = append(out.Jobs, v)
+	}
+	return out
 }

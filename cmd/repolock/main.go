@@ -16,25 +16,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/exitcode"
 	"github.com/repolock/repolock/internal/run"
 	"github.com/repolock/repolock/internal/supervise"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
-
-// Exit codes of repolock's own outcomes (DESIGN "Exit codes"); a command
-// that ran to its end gives its own code instead.
-const (
-	exitOK          = 0
-	exitUsage       = 64
-	exitUnreachable = 69
-	exitInternal    = 70
-	exitBusy        = 75
-	exitLockLost    = 76
-	exitDenied      = 77
-	exitConfig      = 78
-)
 
 // forwardedSignals reach the command's whole process group.
 var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP,
@@ -49,6 +37,7 @@ func main() {
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
+func (e *usageError) ExitCode() int { return exitcode.Usage }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
@@ -56,11 +45,12 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 type configError struct{ msg string }
 
 func (e *configError) Error() string { return e.msg }
+func (e *configError) ExitCode() int { return exitcode.Config }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, topUsage)
-		return exitUsage
+		return exitcode.Usage
 	}
 	var err error
 	switch args[0] {
@@ -84,7 +74,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	code := exitCode(err)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stderr, "repolock: %v\n", err)
-		if code == exitUsage {
+		if code == exitcode.Usage {
 			fmt.Fprintln(stderr, "run 'repolock help' for usage")
 		}
 	}
@@ -108,49 +98,33 @@ CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT, … environment variables.
 Run 'repolock <command> -h' for the flags of a command.
 `
 
-// exitCode maps an outcome to repolock's documented exit codes.
+// exitCode maps an outcome to repolock's documented exit codes: an
+// outcome that carries its code (exitcode.Coder) gives it; the errors of
+// the importable consullock package are mapped here.
 func exitCode(err error) int {
 	var (
-		usage    *usageError
-		conf     *configError
-		child    *run.ChildExitError
-		intr     *run.InterruptedError
-		lost     *run.LockLostError
-		unknown  *run.UnknownStateError
-		execErr  *supervise.ExecError
+		coded    exitcode.Coder
 		unreach  *consullock.UnreachableError
 		denied   *consullock.PermissionError
 		apiError api.StatusError
 	)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp), errors.Is(err, run.ErrSkipped):
-		return exitOK
-	case errors.As(err, &usage):
-		return exitUsage
-	case errors.As(err, &conf):
-		return exitConfig
-	case errors.As(err, &child):
-		return child.Code
-	case errors.As(err, &intr):
-		return intr.Code()
-	case errors.As(err, &lost):
-		return exitLockLost
-	case errors.As(err, &unknown):
-		return exitInternal
-	case errors.As(err, &execErr):
-		return execErr.Code
+		return exitcode.OK
+	case errors.As(err, &coded):
+		return coded.ExitCode()
 	case errors.Is(err, consullock.ErrTimeout), errors.Is(err, consullock.ErrLost):
 		// ErrLost outside a LockLostError: the session ended while still
 		// waiting (an operator break), so the lock was not acquired.
-		return exitBusy
+		return exitcode.Busy
 	case errors.As(err, &denied):
-		return exitDenied
+		return exitcode.Denied
 	case errors.As(err, &unreach):
-		return exitUnreachable
+		return exitcode.Unreachable
 	case errors.As(err, &apiError):
-		return exitUnreachable
+		return exitcode.Unreachable
 	}
-	return exitInternal
+	return exitcode.Unknown
 }
 
 // newLogger builds the go-hclog logger every command uses (on stderr, so a

@@ -187,8 +187,11 @@ func TestValidateJSONIdentityPairs(t *testing.T) {
 			fmt.Fprintf(&cfg, "repository \"p%d-%d\" {\n  tool = %q\n  location = %q\n  shared_local = %s\n}\n", i, j, s.tool, s.loc, s.shared)
 		}
 	}
-	path := writeConfig(t, cfg.String())
-	p := startIn(t, wd, nil, "validate", "-config", path, "-json")
+	// {wd} is the config's directory, which relative locations are
+	// relative to; validate runs from elsewhere, which must not matter.
+	path := filepath.Join(wd, "config.hcl")
+	must(t, os.WriteFile(path, []byte(cfg.String()), 0o644))
+	p := startIn(t, t.TempDir(), nil, "validate", "-config", path, "-json")
 	if code := p.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.stderr)
 	}

@@ -4,8 +4,11 @@
 // hcl.Diagnostics whose Subject points at the offending source, so
 // "repolock validate" can show the line.
 //
-// The package imports no other repolock package: data flows from here to the
-// plugins and on to the lock.
+// Attribute values are checked against the vocabularies of the packages
+// that decide them: tools and unlock policies (plugin), lock modes
+// (consullock), durations (timing). What needs a plugin to work out (lock
+// keys, mode inference, the repositories a command names) is checked by
+// package plan, at the ranges kept in Repository.Ranges and Job.Ranges.
 package config
 
 import (
@@ -17,25 +20,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
-)
-
-// Tools are the backup tools a repository may name; each has a plugin.
-// Treat it as a constant.
-var Tools = []string{"restic", "borg", "exec"}
-
-// Accepted values of Job.Mode. An empty mode lets the tool's plugin infer
-// it from the command.
-const (
-	ModeShared    = "shared"
-	ModeExclusive = "exclusive"
-)
-
-// Accepted values of Repository.UnlockNative: whether repolock may clear the
-// tool's own repository locks while it holds the cluster lock exclusively.
-const (
-	UnlockNever = "never" // leave native locks alone (default)
-	UnlockStale = "stale" // remove only locks the tool itself considers stale
-	UnlockAll   = "all"   // remove every native lock; only when every writer goes through repolock
 )
 
 // DefaultPrefix is the Consul KV prefix used when the consul block sets none.
@@ -69,17 +53,19 @@ type Consul struct {
 // Repository is one backup repository guarded by one cluster lock.
 type Repository struct {
 	Name     string
-	Tool     string // one of Tools
+	Tool     string // a registered plugin's name
 	Location string // the tool's repository location; the plugin derives the lock identity from it
 	// PasswordFile and PasswordCommand are passed to the tool as they are
 	// (at most one is set); the file need not exist when the config loads.
 	PasswordFile    string
 	PasswordCommand string
 	LockKey         string // overrides the identity derived from Location
-	UnlockNative    string // UnlockNever, UnlockStale or UnlockAll
+	UnlockNative    string // one of plugin.UnlockPolicies()
 	SharedLocal     bool   // a local Location is on shared storage, so not bound to this host
 	Env             map[string]string
 	DeclRange       hcl.Range
+	// Ranges maps each attribute present to its value's source range.
+	Ranges map[string]hcl.Range
 }
 
 // Job is one command run under a repository's lock.
@@ -87,11 +73,13 @@ type Job struct {
 	Name       string
 	Repository string // name of a Repository in the same Config
 	Command    []string
-	Mode       string // ModeShared, ModeExclusive, or "" to let the plugin infer it
+	Mode       string // a consullock mode, or "" to let the plugin infer it
 	Dir        string
 	Env        map[string]string
 	Lock       Lock // the job's lock block over the top-level one, over the defaults
 	DeclRange  hcl.Range
+	// Ranges maps each attribute present to its value's source range.
+	Ranges map[string]hcl.Range
 }
 
 // Job returns the job with the given name.

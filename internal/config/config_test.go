@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/repolock/repolock/internal/timing"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,16 +32,14 @@ func mustLoadSource(t *testing.T, src, filename string) *Config {
 	return cfg
 }
 
+// mkLock spells out every field of a Lock.
+func mkLock(ttl, wait time.Duration, onBusy string, sig syscall.Signal, kill, renew, margin time.Duration) Lock {
+	return Lock{Model: timing.Model{Lease: timing.Lease{TTL: ttl, RenewInterval: renew, Margin: margin}, KillTimeout: kill},
+		Wait: wait, OnBusy: onBusy, KillSignal: sig}
+}
+
 func TestDefaultLock(t *testing.T) {
-	want := Lock{
-		TTL:           30 * time.Second,
-		Wait:          time.Hour,
-		OnBusy:        "fail",
-		KillSignal:    syscall.SIGTERM,
-		KillTimeout:   10 * time.Second,
-		RenewInterval: 10 * time.Second,
-		Margin:        3 * time.Second,
-	}
+	want := mkLock(30*time.Second, time.Hour, "fail", syscall.SIGTERM, 10*time.Second, 10*time.Second, 3*time.Second)
 	if got := DefaultLock(); got != want {
 		t.Fatalf("DefaultLock() = %+v, want %+v", got, want)
 	}
@@ -137,7 +136,7 @@ func TestMinimalGetsDefaults(t *testing.T) {
 	}
 	wantRepo := &Repository{
 		Name: "photos", Tool: "restic", Location: "sftp:backup@nas:/srv/restic/photos",
-		UnlockNative: "never", DeclRange: repo.DeclRange,
+		UnlockNative: "never", DeclRange: repo.DeclRange, Ranges: repo.Ranges,
 	}
 	if !reflect.DeepEqual(repo, wantRepo) {
 		t.Errorf("repository = %+v, want %+v", repo, wantRepo)
@@ -164,10 +163,7 @@ func TestMinimalGetsDefaults(t *testing.T) {
 func TestLockOverridesMerge(t *testing.T) {
 	cfg := mustLoad(t, filepath.Join("testdata", "valid", "overrides.hcl"))
 
-	top := Lock{
-		TTL: time.Minute, Wait: 5 * time.Minute, OnBusy: "fail", KillSignal: syscall.SIGINT,
-		KillTimeout: 20 * time.Second, RenewInterval: 20 * time.Second, Margin: 6 * time.Second,
-	}
+	top := mkLock(time.Minute, 5*time.Minute, "fail", syscall.SIGINT, 20*time.Second, 20*time.Second, 6*time.Second)
 	if cfg.Lock != top {
 		t.Errorf("top-level lock = %+v, want %+v", cfg.Lock, top)
 	}
@@ -176,15 +172,9 @@ func TestLockOverridesMerge(t *testing.T) {
 		"photos-nightly": top,
 		// ttl and kill_timeout overridden; renew_interval and margin follow
 		// the job's ttl; wait and kill_signal inherited.
-		"photos-check": {
-			TTL: 15 * time.Second, Wait: 5 * time.Minute, OnBusy: "fail", KillSignal: syscall.SIGINT,
-			KillTimeout: 3 * time.Second, RenewInterval: 5 * time.Second, Margin: 1500 * time.Millisecond,
-		},
+		"photos-check": mkLock(15*time.Second, 5*time.Minute, "fail", syscall.SIGINT, 3*time.Second, 5*time.Second, 1500*time.Millisecond),
 		// Behaviour only: timing inherited.
-		"archive-daily": {
-			TTL: time.Minute, Wait: 0, OnBusy: "skip", KillSignal: syscall.SIGTERM,
-			KillTimeout: 20 * time.Second, RenewInterval: 20 * time.Second, Margin: 6 * time.Second,
-		},
+		"archive-daily": mkLock(time.Minute, 0, "skip", syscall.SIGTERM, 20*time.Second, 20*time.Second, 6*time.Second),
 	}
 	for name, want := range wantJobs {
 		job, ok := cfg.Job(name)
@@ -260,7 +250,7 @@ func TestFunctions(t *testing.T) {
 	want := &Repository{
 		Name: "photos", Tool: "restic", Location: "sftp:backup@nas:/srv/restic/photos",
 		PasswordFile: "/secrets/restic-pass", LockKey: "photos", UnlockNative: "never",
-		Env: map[string]string{"RESTIC_HOST": "NAS"}, DeclRange: r.DeclRange,
+		Env: map[string]string{"RESTIC_HOST": "NAS"}, DeclRange: r.DeclRange, Ranges: r.Ranges,
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("repository = %+v, want %+v", r, want)

@@ -12,6 +12,11 @@ import (
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/timing"
+	"github.com/repolock/repolock/plugin"
+	_ "github.com/repolock/repolock/plugin/all" // the tools a repository may name
 )
 
 // The HCL schema. gohcl decodes each block body into these structs;
@@ -114,11 +119,10 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 	var topLock lockSettings
 	topLockOK := true
 	if b := d.single(blocks["lock"]); b != nil {
-		var lb lockBody
-		decodedOK := d.decoded(gohcl.DecodeBody(b.Body, ctx, &lb))
+		lb, _, decodedOK := decodeBlock[lockBody](d, b.Body)
 		lb.DefRange = b.DefRange
 		var ok bool
-		topLock, ok = d.lockSettings(&lb)
+		topLock, ok = d.lockSettings(lb)
 		topLockOK = ok && decodedOK
 		if topLockOK {
 			cfg.Lock = topLock.resolve()
@@ -146,11 +150,20 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 		if !d.label(b, "job", jobsDeclared) {
 			continue
 		}
-		if j := d.job(b, declared, repoNames, topLock, topLockOK, cfg.Lock); j != nil {
+		if j := d.job(b, cfg, declared, repoNames, topLock, topLockOK); j != nil {
 			cfg.Jobs = append(cfg.Jobs, j)
 		}
 	}
 	return cfg, d.secrets, d.diags
+}
+
+// decodeBlock decodes a block body into a T, records the diagnostics, and
+// returns the value ranges of the attributes present; ok is false when the
+// decode had errors.
+func decodeBlock[T any](d *decoder, body hcl.Body) (*T, map[string]hcl.Range, bool) {
+	v := new(T)
+	ok := d.decoded(gohcl.DecodeBody(body, d.ctx, v))
+	return v, valueRanges(body, v), ok
 }
 
 // decoded records the diagnostics of a gohcl decode and reports whether
@@ -224,8 +237,7 @@ func (d *decoder) label(b *hcl.Block, kind string, seen map[string]*hcl.Block) b
 }
 
 func (d *decoder) consul(b *hcl.Block, c *Consul) {
-	var cb consulBody
-	decodedOK := d.decoded(gohcl.DecodeBody(b.Body, d.ctx, &cb))
+	cb, ranges, decodedOK := decodeBlock[consulBody](d, b.Body)
 	if cb.Token != nil {
 		d.secrets = append(d.secrets, cb.Token.Expr.Range())
 		d.diags = append(d.diags, &hcl.Diagnostic{
@@ -241,7 +253,6 @@ func (d *decoder) consul(b *hcl.Block, c *Consul) {
 	if !decodedOK {
 		return
 	}
-	ranges := valueRanges(b.Body, &cb)
 	c.Address = deref(cb.Address)
 	c.TokenFile = deref(cb.TokenFile)
 	c.Datacenter = deref(cb.Datacenter)
@@ -270,9 +281,11 @@ func validPrefix(p string) bool {
 	return true
 }
 
+// repository decodes a repository block. It is a flat list of independent
+// attribute checks, each reporting at its own attribute; it reads best as
+// one list, so it is longer than 60 lines.
 func (d *decoder) repository(b *hcl.Block) *Repository {
-	var rb repositoryBody
-	decodedOK := d.decoded(gohcl.DecodeBody(b.Body, d.ctx, &rb))
+	rb, ranges, decodedOK := decodeBlock[repositoryBody](d, b.Body)
 	if rb.Password != nil {
 		d.secrets = append(d.secrets, rb.Password.Expr.Range())
 		d.diags = append(d.diags, &hcl.Diagnostic{
@@ -289,7 +302,6 @@ func (d *decoder) repository(b *hcl.Block) *Repository {
 	if !decodedOK || rb.Password != nil {
 		return nil
 	}
-	ranges := valueRanges(b.Body, &rb)
 	r := &Repository{
 		Name:            b.Labels[0],
 		Tool:            rb.Tool,
@@ -301,11 +313,14 @@ func (d *decoder) repository(b *hcl.Block) *Repository {
 		SharedLocal:     rb.SharedLocal != nil && *rb.SharedLocal,
 		Env:             rb.Env,
 		DeclRange:       b.DefRange,
+		Ranges:          ranges,
 	}
 	ok := true
-	if !slices.Contains(Tools, r.Tool) {
+	tool, err := plugin.Get(r.Tool)
+	if err != nil {
+		tools := plugin.Tools()
 		ok = d.errorf(ranges, "tool", b, "Unknown tool",
-			"%q is not a supported tool; use %s.%s", r.Tool, quoteList(Tools), didYouMean(r.Tool, Tools))
+			"%q is not a supported tool; use %s.%s", r.Tool, quoteList(tools), didYouMean(r.Tool, tools))
 	}
 	if strings.TrimSpace(r.Location) == "" {
 		ok = d.errorf(ranges, "location", b, "Empty location",
@@ -316,34 +331,34 @@ func (d *decoder) repository(b *hcl.Block) *Repository {
 			"Set password_file or password_command, not both (password_file is on line %d).",
 			ranges["password_file"].Start.Line)
 	}
-	if r.LockKey != "" && !validName(r.LockKey) {
-		ok = d.errorf(ranges, "lock_key", b, "Invalid lock_key",
-			"%q is not a valid lock key: use letters, digits, '.', '_' and '-' (it becomes a Consul KV path segment).", r.LockKey)
+	if r.LockKey != "" {
+		if err := consullock.CheckKey(r.LockKey); err != nil {
+			ok = d.errorf(ranges, "lock_key", b, "Invalid lock_key",
+				"%s: it becomes one Consul KV path segment.", err)
+		}
 	}
-	if r.UnlockNative == "" {
-		r.UnlockNative = UnlockNever
-	}
-	unlocks := []string{UnlockNever, UnlockStale, UnlockAll}
-	if !slices.Contains(unlocks, r.UnlockNative) {
+	if policy, err := plugin.ParseUnlockPolicy(r.UnlockNative); err == nil {
+		r.UnlockNative = policy
+	} else {
+		unlocks := plugin.UnlockPolicies()
 		ok = d.errorf(ranges, "unlock_native", b, "Invalid unlock_native",
 			"unlock_native must be %s, not %q.%s", quoteList(unlocks), r.UnlockNative, didYouMean(r.UnlockNative, unlocks))
 	}
-	ok = d.env(r.Env, ranges, b) && ok
+	ok = d.env(r.Env, ranges, b, tool) && ok
 	if !ok {
 		return nil
 	}
 	return r
 }
 
-// job decodes a job block. top and topOK describe the top-level lock block;
-// effective is its resolved Lock, which a job without a lock block of its own
-// takes as it is.
-func (d *decoder) job(b *hcl.Block, repos map[string]*hcl.Block, repoNames []string, top lockSettings, topOK bool, effective Lock) *Job {
-	var jb jobBody
-	if !d.decoded(gohcl.DecodeBody(b.Body, d.ctx, &jb)) {
+// job decodes a job block. top and topOK describe the top-level lock block,
+// whose resolved Lock (cfg.Lock) a job without a lock block of its own
+// takes as it is. Like repository, a flat list of attribute checks.
+func (d *decoder) job(b *hcl.Block, cfg *Config, repos map[string]*hcl.Block, repoNames []string, top lockSettings, topOK bool) *Job {
+	jb, ranges, decodedOK := decodeBlock[jobBody](d, b.Body)
+	if !decodedOK {
 		return nil
 	}
-	ranges := valueRanges(b.Body, &jb)
 	j := &Job{
 		Name:       b.Labels[0],
 		Repository: jb.Repository,
@@ -352,6 +367,7 @@ func (d *decoder) job(b *hcl.Block, repos map[string]*hcl.Block, repoNames []str
 		Dir:        deref(jb.Dir),
 		Env:        jb.Env,
 		DeclRange:  b.DefRange,
+		Ranges:     ranges,
 	}
 	ok := true
 	if _, exists := repos[j.Repository]; !exists {
@@ -368,14 +384,20 @@ func (d *decoder) job(b *hcl.Block, repos map[string]*hcl.Block, repoNames []str
 	case slices.ContainsFunc(j.Command, func(s string) bool { return strings.ContainsRune(s, 0) }):
 		ok = d.errorf(ranges, "command", b, "Invalid command", "Command arguments must not contain NUL characters.")
 	}
-	modes := []string{ModeShared, ModeExclusive}
-	if j.Mode != "" && !slices.Contains(modes, j.Mode) {
+	if _, err := consullock.ParseMode(j.Mode); j.Mode != "" && err != nil {
+		modes := consullock.Modes()
 		ok = d.errorf(ranges, "mode", b, "Invalid mode",
 			"mode must be %s, or left out to infer it from the command, not %q.%s", quoteList(modes), j.Mode, didYouMean(j.Mode, modes))
 	}
-	ok = d.env(j.Env, ranges, b) && ok
+	// The job's env is checked against its repository's tool, which owns
+	// the variables that name the repository.
+	var tool plugin.Plugin
+	if r, found := cfg.Repository(j.Repository); found {
+		tool, _ = plugin.Get(r.Tool)
+	}
+	ok = d.env(j.Env, ranges, b, tool) && ok
 
-	j.Lock = effective
+	j.Lock = cfg.Lock
 	if jb.Lock != nil {
 		own, lockOK := d.lockSettings(jb.Lock)
 		switch {
@@ -396,9 +418,11 @@ func (d *decoder) job(b *hcl.Block, repos map[string]*hcl.Block, repoNames []str
 	return j
 }
 
-// env checks names and values of an env map. Diagnostics point at the env
-// attribute: map keys have no ranges of their own once evaluated.
-func (d *decoder) env(env map[string]string, ranges map[string]hcl.Range, b *hcl.Block) bool {
+// env checks names and values of an env map; tool (nil if unknown) owns
+// the variables that name the repository and carry its secrets, which only
+// the plugin may set. Diagnostics point at the env attribute: map keys
+// have no ranges of their own once evaluated.
+func (d *decoder) env(env map[string]string, ranges map[string]hcl.Range, b *hcl.Block, tool plugin.Plugin) bool {
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -413,6 +437,10 @@ func (d *decoder) env(env map[string]string, ranges map[string]hcl.Range, b *hcl
 		case strings.HasPrefix(k, "REPOLOCK_"):
 			ok = d.errorf(ranges, "env", b, "Reserved environment variable",
 				"%s: variables starting with REPOLOCK_ are set by repolock for the command and cannot be configured.", k)
+		case tool != nil && tool.OwnsEnv(k):
+			ok = d.errorf(ranges, "env", b, "Repository variable in env",
+				"%s names the repository or carries its secret, so only repolock may set it: %s reads it, and it could point %s at another repository than the one that is locked. Set location, password_file or password_command on the repository instead.",
+				k, tool.Name(), tool.Name())
 		case strings.ContainsRune(env[k], 0):
 			ok = d.errorf(ranges, "env", b, "Invalid environment variable value",
 				"The value of %s contains a NUL character, which no environment can hold.", k)
@@ -434,12 +462,13 @@ type lockSettings struct {
 }
 
 // lockSettings parses the values of a decoded lock block, reporting each bad
-// one at its attribute.
+// one at its attribute. One parse per attribute, in the order of the
+// block's documentation, which is why it is long.
 func (d *decoder) lockSettings(lb *lockBody) (lockSettings, bool) {
 	ranges := valueRanges(lb.Body, lb)
 	var s lockSettings
 	ok := true
-	dur := func(name string, v *string, check func(time.Duration) string) *time.Duration {
+	dur := func(name string, v *string, check func(time.Duration) error) *time.Duration {
 		if v == nil {
 			return nil
 		}
@@ -456,44 +485,28 @@ func (d *decoder) lockSettings(lb *lockBody) (lockSettings, bool) {
 			})
 			return nil
 		}
-		if msg := check(parsed); msg != "" {
+		if err := check(parsed); err != nil {
 			ok = false
 			d.diags = append(d.diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Duration out of range",
-				Detail:   fmt.Sprintf("%s = %q: %s.", name, *v, msg),
+				Detail:   err.Error() + ".",
 				Subject:  r.Ptr(),
 			})
 			return nil
 		}
 		return &parsed
 	}
-	nonNegative := func(v time.Duration) string {
+	s.ttl = dur("ttl", lb.TTL, timing.CheckTTL)
+	s.wait = dur("wait", lb.Wait, func(v time.Duration) error {
 		if v < 0 {
-			return "must not be negative"
+			return fmt.Errorf("wait (%s) must not be negative", v)
 		}
-		return ""
-	}
-	s.ttl = dur("ttl", lb.TTL, func(v time.Duration) string {
-		if v < MinTTL || v > MaxTTL {
-			return fmt.Sprintf("must be between %s and %s, the session TTLs Consul accepts", MinTTL, MaxTTL)
-		}
-		return ""
+		return nil
 	})
-	s.wait = dur("wait", lb.Wait, nonNegative)
-	s.killTimeout = dur("kill_timeout", lb.KillTimeout, nonNegative)
-	s.renewInterval = dur("renew_interval", lb.RenewInterval, func(v time.Duration) string {
-		if v <= 0 {
-			return "must be positive"
-		}
-		return ""
-	})
-	s.margin = dur("margin", lb.Margin, func(v time.Duration) string {
-		if v <= 0 {
-			return "must be positive: the timing model needs slack for scheduling delay and clock-rate differences"
-		}
-		return ""
-	})
+	s.killTimeout = dur("kill_timeout", lb.KillTimeout, timing.CheckKillTimeout)
+	s.renewInterval = dur("renew_interval", lb.RenewInterval, timing.CheckRenewInterval)
+	s.margin = dur("margin", lb.Margin, timing.CheckMargin)
 
 	if lb.OnBusy != nil {
 		if err := checkOnBusy(*lb.OnBusy); err != nil {
@@ -570,11 +583,11 @@ func (s lockSettings) resolve() Lock {
 	if s.killTimeout != nil {
 		l.KillTimeout = *s.killTimeout
 	}
-	l.RenewInterval = DefaultRenewInterval(l.TTL)
+	l.RenewInterval = timing.DefaultRenewInterval(l.TTL)
 	if s.renewInterval != nil {
 		l.RenewInterval = *s.renewInterval
 	}
-	l.Margin = DefaultMargin(l.TTL)
+	l.Margin = timing.DefaultMargin(l.TTL)
 	if s.margin != nil {
 		l.Margin = *s.margin
 	}
@@ -593,7 +606,7 @@ func (s lockSettings) setsTiming() bool {
 
 // checkTiming reports a violated timing relation at the block that set it.
 func (d *decoder) checkTiming(l Lock, s lockSettings, note string) bool {
-	err := checkTiming(l)
+	err := l.Model.CheckRelation()
 	if err == nil {
 		return true
 	}

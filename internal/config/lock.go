@@ -7,25 +7,19 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/repolock/repolock/internal/timing"
 )
 
-// Lock holds the timing and behaviour of one job's cluster lock. Every field
-// is documented with its default; DefaultLock is the one place those defaults
-// live, and Validate is the one place their relations are checked.
-//
-// The timing model: let t_sent be the local time at which the last renewal
-// that Consul confirmed was sent. Consul cannot expire the session before
-// t_sent + TTL. repolock sends KillSignal to the command's process group no
-// later than t_sent + TTL - KillTimeout - Margin and SIGKILL at
-// t_sent + TTL - Margin. For that schedule to leave room for at least one
-// more renewal attempt, RenewInterval + KillTimeout + Margin < TTL.
+// Lock holds the timing and behaviour of one job's cluster lock. The
+// durations are the timing model of package timing (its one place, with
+// their defaults and relations); DefaultLock is the one place the other
+// defaults live.
 type Lock struct {
-	// TTL is the Consul session TTL: how long after the last confirmed
-	// renewal Consul may invalidate the session and grant the lock to
-	// another contender. Default 30s. Consul accepts 10s..24h by default
-	// (the lower bound is the server's session_ttl_min, which tests lower
-	// to 1s), so config validation accepts 1s..24h.
-	TTL time.Duration
+	// Model is ttl, renew_interval, margin and kill_timeout. Defaults: 30s,
+	// ttl/3, ttl/10, 10s; renew_interval and margin are recomputed from
+	// each job's own ttl unless set explicitly.
+	timing.Model
 
 	// Wait is how long to wait for the lock when the repository is busy
 	// before giving up (exit 75, or 0 with OnBusy "skip"). Zero means do
@@ -41,19 +35,6 @@ type Lock struct {
 	// KillSignal is sent to the command's process group when the lock can no
 	// longer be proven. Default SIGTERM.
 	KillSignal syscall.Signal
-
-	// KillTimeout is how long the command may take to exit after KillSignal
-	// before it is sent SIGKILL. Default 10s.
-	KillTimeout time.Duration
-
-	// RenewInterval is the time between session renewals. Default TTL/3,
-	// recomputed from each job's own TTL unless set explicitly.
-	RenewInterval time.Duration
-
-	// Margin is the safety margin between SIGKILL and the earliest moment
-	// Consul may expire the session; it absorbs scheduling delay and clock
-	// rate differences. Default TTL/10, recomputed like RenewInterval.
-	Margin time.Duration
 }
 
 // Accepted values of Lock.OnBusy.
@@ -62,58 +43,19 @@ const (
 	OnBusySkip = "skip"
 )
 
-// Bounds of Lock.TTL. Consul rejects session TTLs outside
-// [session_ttl_min, 24h]; session_ttl_min is 10s by default but configurable,
-// so only its floor is enforced here.
-const (
-	MinTTL = time.Second
-	MaxTTL = 24 * time.Hour
-)
-
 // DefaultLock returns the settings used wherever neither the top-level lock
 // block nor a job's lock block says otherwise. It satisfies Validate.
 func DefaultLock() Lock {
-	const ttl = 30 * time.Second
-	return Lock{
-		TTL:           ttl,
-		Wait:          time.Hour,
-		OnBusy:        OnBusyFail,
-		KillSignal:    syscall.SIGTERM,
-		KillTimeout:   10 * time.Second,
-		RenewInterval: DefaultRenewInterval(ttl),
-		Margin:        DefaultMargin(ttl),
-	}
+	return Lock{Model: timing.Default(), Wait: time.Hour, OnBusy: OnBusyFail, KillSignal: syscall.SIGTERM}
 }
 
-// DefaultRenewInterval is the renewal interval used for a TTL when none is
-// configured: three renewal attempts per TTL, as Consul's own lock helpers do.
-func DefaultRenewInterval(ttl time.Duration) time.Duration { return ttl / 3 }
-
-// DefaultMargin is the safety margin used for a TTL when none is configured.
-func DefaultMargin(ttl time.Duration) time.Duration { return ttl / 10 }
-
-// Validate checks every field's range and the timing relation
-// RenewInterval + KillTimeout + Margin < TTL. The CLI uses it for settings
-// that come from flags; configuration files get the same checks as
-// diagnostics with source ranges.
+// Validate checks every field. The CLI uses it for settings that come from
+// flags; configuration files get the same checks as diagnostics with
+// source ranges.
 func (l Lock) Validate() error {
 	var errs []error
-	if err := checkTTL(l.TTL); err != nil {
-		errs = append(errs, err)
-	}
 	if l.Wait < 0 {
 		errs = append(errs, fmt.Errorf("wait (%s) must not be negative", l.Wait))
-	}
-	if l.KillTimeout < 0 {
-		errs = append(errs, fmt.Errorf("kill_timeout (%s) must not be negative", l.KillTimeout))
-	}
-	if l.RenewInterval <= 0 {
-		errs = append(errs, fmt.Errorf("renew_interval (%s) must be positive", l.RenewInterval))
-	}
-	if l.Margin <= 0 {
-		// The timing model needs some slack for scheduling delay and
-		// clock-rate differences between this host and the servers.
-		errs = append(errs, fmt.Errorf("margin (%s) must be positive", l.Margin))
 	}
 	if err := checkOnBusy(l.OnBusy); err != nil {
 		errs = append(errs, err)
@@ -121,21 +63,8 @@ func (l Lock) Validate() error {
 	if _, ok := signalName(l.KillSignal); !ok {
 		errs = append(errs, fmt.Errorf("kill_signal %d is not one of %s", int(l.KillSignal), signalList()))
 	}
-	// The relation is only meaningful (and overflow-free) once the
-	// individual fields are in range.
-	if len(errs) == 0 {
-		if err := checkTiming(l); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, l.Model.Validate())
 	return errors.Join(errs...)
-}
-
-func checkTTL(ttl time.Duration) error {
-	if ttl < MinTTL || ttl > MaxTTL {
-		return fmt.Errorf("ttl (%s) must be between %s and %s, the session TTLs Consul accepts", ttl, MinTTL, MaxTTL)
-	}
-	return nil
 }
 
 func checkOnBusy(s string) error {
@@ -143,20 +72,6 @@ func checkOnBusy(s string) error {
 		return fmt.Errorf("on_busy %q must be %q or %q", s, OnBusyFail, OnBusySkip)
 	}
 	return nil
-}
-
-// checkTiming assumes each field is within its own bounds, so TTL <= 24h and
-// the sum below cannot overflow once each term is known to be below TTL.
-func checkTiming(l Lock) error {
-	if l.RenewInterval < l.TTL && l.KillTimeout < l.TTL && l.Margin < l.TTL &&
-		l.RenewInterval+l.KillTimeout+l.Margin < l.TTL {
-		return nil
-	}
-	return fmt.Errorf("renew_interval (%s) + kill_timeout (%s) + margin (%s) must be less than ttl (%s): "+
-		"Consul may expire the session ttl after the last renewal it confirmed, and before that repolock must "+
-		"try one more renewal (renew_interval), then stop the command with kill_signal, allow kill_timeout, "+
-		"send SIGKILL and keep margin in reserve; raise ttl or lower the other three",
-		l.RenewInterval, l.KillTimeout, l.Margin, l.TTL)
 }
 
 // signals are the names kill_signal accepts: the ones that end or interrupt

@@ -69,6 +69,11 @@ type guard struct {
 	killAt    Boottime // SIGKILL after the kill signal, 0 when none
 }
 
+// runGuard is the guard process's main: it reads its command's spec, arms
+// the first deadline, forks the command and runs the loop. It stays one
+// function because its steps must happen in this order on one locked OS
+// thread (PDEATHSIG is tied to the thread that forks), which a reader
+// should see at a glance.
 func runGuard() int {
 	// PDEATHSIG fires when the thread that forked the command exits. The
 	// main goroutine stays locked to its thread until os.Exit, so only the

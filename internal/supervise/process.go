@@ -57,10 +57,11 @@ func Start(spec Spec) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := Spawn(spec.Args[0])
+	g, err := spawn(spec.Args[0], spec.Stdout)
 	if err != nil {
 		return nil, err
 	}
+	g.ownStdout = spec.Stdout != nil
 	return g.Start(spec)
 }
 
@@ -70,17 +71,26 @@ func Start(spec Spec) (*Process, error) {
 type Guard struct {
 	p       *Process
 	started bool
+	// ownStdout: the guard was spawned with the spec's Stdout as its own.
+	ownStdout bool
 }
 
 // Spawn starts a guard that waits for the spec of its command; name only
 // labels the guard in ps. Close a Guard that is not started.
-func Spawn(name string) (*Guard, error) {
+func Spawn(name string) (*Guard, error) { return spawn(name, nil) }
+
+// spawn starts a guard whose standard output (and so its command's) is
+// stdout, or repolock's when nil.
+func spawn(name string, stdout *os.File) (*Guard, error) {
 	catchSIGPIPE()
 	stdio, closeStdio, err := guardStdio()
 	if err != nil {
 		return nil, err
 	}
 	defer closeStdio()
+	if stdout != nil {
+		stdio[1] = stdout
+	}
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("supervise: control pipe: %w", err)
@@ -126,6 +136,10 @@ func (g *Guard) Start(spec Spec) (*Process, error) {
 		return nil, errors.New("supervise: guard already used")
 	}
 	g.started = true
+	if spec.Stdout != nil && !g.ownStdout {
+		g.p.abandon()
+		return nil, errors.New("supervise: Stdout needs a guard spawned for it; use Start")
+	}
 	spec, err := spec.normalize()
 	if err != nil {
 		g.p.abandon()

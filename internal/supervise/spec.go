@@ -3,8 +3,11 @@ package supervise
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
+
+	"github.com/repolock/repolock/internal/exitcode"
 )
 
 // DefaultKillSignal is applied by Start to a zero Spec.KillSignal.
@@ -30,6 +33,13 @@ type Spec struct {
 	Env []string
 	// Dir is the working directory; empty means repolock's.
 	Dir string
+	// Stdout, when set, receives the command's standard output instead of
+	// repolock's (stdin and stderr stay inherited), so that the output of
+	// a short helper command (a tool listing its own locks) can be read.
+	// Only Start honours it: it becomes the fd 1 of the guard spawned for
+	// the command, which hands its 0, 1 and 2 on. It never travels in the
+	// control protocol.
+	Stdout *os.File
 	// KillSignal asks the group to stop (default SIGTERM).
 	KillSignal syscall.Signal
 	// KillTimeout is the grace between KillSignal and SIGKILL; zero means
@@ -69,6 +79,9 @@ func (e *ExecError) Error() string {
 // Unwrap returns the cause, usually a syscall.Errno.
 func (e *ExecError) Unwrap() error { return e.Err }
 
+// ExitCode is Code: what a shell would give.
+func (e *ExecError) ExitCode() int { return e.Code }
+
 // ErrDone is returned when a Process is asked to do something after Done.
 var ErrDone = errors.New("supervise: process is done")
 
@@ -87,14 +100,14 @@ func checkDeadline(soft, hard Boottime) error {
 
 // Exit codes shells use for a command they cannot run.
 const (
-	codeNotExecutable = 126
-	codeNotFound      = 127
+	codeNotExecutable = exitcode.NotExecutable
+	codeNotFound      = exitcode.NotFound
 )
 
 // resultOf turns a wait status into the exit code a shell would report.
 func resultOf(ws syscall.WaitStatus) Result {
 	if ws.Signaled() {
-		return Result{ExitCode: 128 + int(ws.Signal()), Signal: ws.Signal()}
+		return Result{ExitCode: exitcode.Signal(ws.Signal()), Signal: ws.Signal()}
 	}
 	return Result{ExitCode: ws.ExitStatus()}
 }

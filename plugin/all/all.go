@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	plugin.Register(restic.New())
-	plugin.Register(borg.New())
-	plugin.Register(exec.New())
+	plugin.Register(&restic.Plugin{})
+	plugin.Register(&borg.Plugin{})
+	plugin.Register(&exec.Plugin{})
 }

@@ -31,10 +31,11 @@ func TestTools(t *testing.T) {
 type repo struct {
 	tool, loc, host string
 	shared          bool
+	base            string // the config's directory
 }
 
 func (r repo) repository() plugin.Repository {
-	return plugin.Repository{Name: "r", Tool: r.tool, Location: r.loc, Host: r.host, SharedLocal: r.shared}
+	return plugin.Repository{Name: "r", Tool: r.tool, Location: r.loc, Host: r.host, SharedLocal: r.shared, BaseDir: r.base}
 }
 
 func rs(loc string) repo { return repo{tool: "restic", loc: loc, host: "node1"} }
@@ -66,8 +67,8 @@ func loadPairs(t *testing.T, wd string) []pair {
 		}
 		out = append(out, pair{
 			name: f[9],
-			a:    repo{tool: f[1], loc: f[2], host: f[3], shared: f[4] == "true"},
-			b:    repo{tool: f[5], loc: f[6], host: f[7], shared: f[8] == "true"},
+			a:    repo{tool: f[1], loc: f[2], host: f[3], shared: f[4] == "true", base: wd},
+			b:    repo{tool: f[5], loc: f[6], host: f[7], shared: f[8] == "true", base: wd},
 			same: f[0] == "true",
 		})
 	}
@@ -79,8 +80,8 @@ func loadPairs(t *testing.T, wd string) []pair {
 // derived lock key are compared.
 func TestIdentityPairs(t *testing.T) {
 	wd := t.TempDir()
-	pairs := loadPairs(t, wd)
-	t.Chdir(wd)
+	pairs := loadPairs(t, wd) // {wd} is the config's directory
+	t.Chdir(t.TempDir())      // which, not the working directory, counts
 	if len(pairs) < 30 {
 		t.Fatalf("%d pairs, want at least 30", len(pairs))
 	}
@@ -126,20 +127,20 @@ func TestNoCredentialInKey(t *testing.T) {
 		rs("sftp://user:" + secret + "@host/r"),
 		rs("s3:https://AKIA:" + secret + "@s3.amazonaws.com/b/p"),
 		rs("s3:http://AKIA:" + secret + "@minio:9000/b/p"),
-		{"exec", "https://u:" + secret + "@store/p", "node1", false},
+		{tool: "exec", loc: "https://u:" + secret + "@store/p", host: "node1"},
 		// refused locations: the error must not quote the password either
 		rs("rest:https://user:" + secret + "#@host/p"),
 		rs("rest:https://user:pa/" + secret + "@host/p"),
 		rs("s3:AKIA:" + secret + "@host/b"),
 		rs("rclone::s3,secret_access_key=" + secret + ":b/p"),
 		bg("ssh://u:" + secret + "@h/srv/borg"),
-		{"exec", "u:" + secret + "@h:path", "node1", false},
+		{tool: "exec", loc: "u:" + secret + "@h:path", host: "node1"},
 	} {
 		p, err := plugin.Get(r.tool)
 		if err != nil {
 			t.Fatal(err)
 		}
-		id, idErr := p.Identity(r.repository())
+		id, idErr := plugin.IdentityOf(p, r.repository())
 		key, keyErr := plugin.LockKey(r.repository())
 		for what, s := range map[string]string{"identity": id, "lock key": key, "identity error": errString(idErr), "lock key error": errString(keyErr)} {
 			if strings.Contains(strings.ToLower(s), strings.ToLower(secret)) {

@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"path/filepath"
 	"regexp"
 	"strings"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
 	"github.com/repolock/repolock/plugin/internal/argv"
 	"github.com/repolock/repolock/plugin/internal/location"
@@ -22,14 +22,7 @@ import (
 const Name = "borg"
 
 // Plugin is the borg adapter.
-type Plugin struct {
-	// Dir resolves a relative local repository path, as borg would in its
-	// working directory. Empty means the working directory of this process.
-	Dir string
-}
-
-// New returns the borg plugin.
-func New() plugin.Plugin { return &Plugin{} }
+type Plugin struct{}
 
 // Name implements plugin.Plugin.
 func (*Plugin) Name() string { return Name }
@@ -54,15 +47,7 @@ var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 // A home directory is not resolved to its absolute path (that needs the
 // server), so "u@h:rel" and "u@h:/home/u/rel" get different identities;
 // write one spelling everywhere or set lock_key.
-func (p *Plugin) Identity(r plugin.Repository) (string, error) {
-	id, err := p.identity(r)
-	if err != nil {
-		return "", fmt.Errorf("borg: repository %q: location %q: %w", r.Name, plugin.Redact(r.Location), err)
-	}
-	return id, nil
-}
-
-func (p *Plugin) identity(r plugin.Repository) (string, error) {
+func (*Plugin) Identity(r plugin.Repository) (string, error) {
 	loc := r.Location
 	switch {
 	case loc == "":
@@ -78,7 +63,7 @@ func (p *Plugin) identity(r plugin.Repository) (string, error) {
 		if !strings.HasPrefix(pth, "/") {
 			return "", errors.New("want file:///absolute/path")
 		}
-		return localIdentity(p.Dir, pth, r)
+		return localIdentity(r.BaseDir, pth, r)
 	case urlScheme.MatchString(loc):
 		return "", errors.New("borg 1.x knows ssh:// and file:// URLs only; set lock_key for others")
 	}
@@ -94,7 +79,7 @@ func (p *Plugin) identity(r plugin.Repository) (string, error) {
 		}
 		return remoteIdentity(user, host, "", pth)
 	}
-	return localIdentity(p.Dir, loc, r)
+	return localIdentity(r.BaseDir, loc, r)
 }
 
 func localIdentity(dir, pth string, r plugin.Repository) (string, error) {
@@ -141,20 +126,11 @@ func splitSSHURL(s string) (user, host, port, pth string, err error) {
 // cutAuthority splits s at the first '/' outside "[...]"; the path keeps
 // its leading slash.
 func cutAuthority(s string) (auth, pth string, ok bool) {
-	inBracket := false
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			inBracket = true
-		case ']':
-			inBracket = false
-		case '/':
-			if !inBracket {
-				return s[:i], s[i:], i > 0
-			}
-		}
+	i := location.IndexOutsideBrackets(s, '/')
+	if i < 0 {
+		return "", "", false
 	}
-	return "", "", false
+	return s[:i], s[i:], i > 0
 }
 
 // splitSCP matches borg's scp_re: [user@]host:path, where the user has no
@@ -266,7 +242,15 @@ func (*Plugin) Env(r plugin.Repository) []string {
 	case r.PasswordFile != "":
 		own["BORG_PASSCOMMAND"] = "cat -- " + shellQuote(r.PasswordFile)
 	}
-	return plugin.MergeEnv(r.Env, own)
+	return plugin.SortedEnv(own)
+}
+
+// OwnsEnv implements plugin.Plugin: BORG_REPO, BORG_OTHER_REPO (borg 2's
+// second repository) and every BORG_PASS* variable (BORG_PASSPHRASE,
+// BORG_PASSPHRASE_FD, BORG_PASSCOMMAND) and BORG_NEW_PASSPHRASE.
+func (*Plugin) OwnsEnv(name string) bool {
+	return name == "BORG_REPO" || name == "BORG_OTHER_REPO" || name == "BORG_NEW_PASSPHRASE" ||
+		strings.HasPrefix(name, "BORG_PASS")
 }
 
 // shellQuote quotes s for a POSIX shell and for Python's shlex.split:
@@ -280,9 +264,9 @@ func shellQuote(s string) string {
 // argparse also accepts unambiguous abbreviations ("--lock-w 5"); argv.First
 // handles unknown flags followed by a value.
 var commonFlags = argv.Flags{
-	Long: set("lock-wait", "remote-path", "remote-ratelimit", "upload-ratelimit", "upload-buffer",
+	Long: argv.Set("lock-wait", "remote-path", "remote-ratelimit", "upload-ratelimit", "upload-buffer",
 		"remote-buffer", "rsh", "umask", "debug-topic", "debug-profile"),
-	Bool: set("critical", "error", "warning", "info", "verbose", "debug", "progress", "iec",
+	Bool: argv.Set("critical", "error", "warning", "info", "verbose", "debug", "progress", "iec",
 		"log-json", "show-version", "show-rc", "consider-part-files", "bypass-lock", "help", "version"),
 }
 
@@ -290,28 +274,24 @@ var commonFlags = argv.Flags{
 // lets only one writer use a repository, so every command that writes
 // (create included) is exclusive; commands that only read share the lock.
 // check is exclusive: borg 1.2 locks it exclusively itself.
-var modes = map[string]plugin.Mode{
-	"list": plugin.Shared, "info": plugin.Shared, "extract": plugin.Shared,
-	"diff": plugin.Shared, "export-tar": plugin.Shared, "mount": plugin.Shared,
-	"umount": plugin.Shared, "help": plugin.Shared, "version": plugin.Shared,
+var modes = map[string]consullock.Mode{
+	"list": consullock.Shared, "info": consullock.Shared, "extract": consullock.Shared,
+	"diff": consullock.Shared, "export-tar": consullock.Shared, "mount": consullock.Shared,
+	"umount": consullock.Shared, "help": consullock.Shared, "version": consullock.Shared,
 
-	"create": plugin.Exclusive, "prune": plugin.Exclusive, "compact": plugin.Exclusive,
-	"delete": plugin.Exclusive, "rename": plugin.Exclusive, "recreate": plugin.Exclusive,
-	"check": plugin.Exclusive, "upgrade": plugin.Exclusive, "init": plugin.Exclusive,
-	"break-lock": plugin.Exclusive, "with-lock": plugin.Exclusive, "config": plugin.Exclusive,
-	"debug": plugin.Exclusive, "import-tar": plugin.Exclusive, "serve": plugin.Exclusive,
+	"create": consullock.Exclusive, "prune": consullock.Exclusive, "compact": consullock.Exclusive,
+	"delete": consullock.Exclusive, "rename": consullock.Exclusive, "recreate": consullock.Exclusive,
+	"check": consullock.Exclusive, "upgrade": consullock.Exclusive, "init": consullock.Exclusive,
+	"break-lock": consullock.Exclusive, "with-lock": consullock.Exclusive, "config": consullock.Exclusive,
+	"debug": consullock.Exclusive, "import-tar": consullock.Exclusive, "serve": consullock.Exclusive,
 	// Refined by their own subcommand in Mode.
-	"key": plugin.Exclusive, "benchmark": plugin.Exclusive,
+	"key": consullock.Exclusive, "benchmark": consullock.Exclusive,
 }
 
 // Mode implements plugin.Plugin. An unknown subcommand is exclusive.
-func (*Plugin) Mode(args []string) (plugin.Mode, error) {
-	if len(args) == 0 {
-		return "", fmt.Errorf("borg: empty command: %w", plugin.ErrModeNotInferred)
-	}
-	if filepath.Base(args[0]) != Name {
-		// A wrapper (sh -c, a script) hides the subcommand.
-		return "", fmt.Errorf("borg: the command runs %q, not borg: %w", filepath.Base(args[0]), plugin.ErrModeNotInferred)
+func (*Plugin) Mode(args []string) (consullock.Mode, error) {
+	if err := plugin.RunsTool(Name, args); err != nil {
+		return "", err
 	}
 	sub, rest, ok := argv.First(args[1:], commonFlags, func(w string) bool { _, k := modes[w]; return k })
 	if !ok {
@@ -319,7 +299,7 @@ func (*Plugin) Mode(args []string) (plugin.Mode, error) {
 	}
 	m, known := modes[sub]
 	if !known {
-		return plugin.Exclusive, nil
+		return consullock.Exclusive, nil
 	}
 	never := func(string) bool { return false }
 	switch sub {
@@ -327,12 +307,12 @@ func (*Plugin) Mode(args []string) (plugin.Mode, error) {
 		// key export only reads the key; import, change-passphrase,
 		// change-location… rewrite it.
 		if next, _, _ := argv.First(rest, commonFlags, never); next == "export" {
-			return plugin.Shared, nil
+			return consullock.Shared, nil
 		}
 	case "benchmark":
 		// benchmark cpu never opens a repository; benchmark crud writes to one.
 		if next, _, _ := argv.First(rest, commonFlags, never); next == "cpu" {
-			return plugin.Shared, nil
+			return consullock.Shared, nil
 		}
 	}
 	return m, nil
@@ -435,19 +415,62 @@ func (*Plugin) Classify(code int) plugin.Class {
 
 // UnlockCommand implements plugin.Plugin. Borg 1.x locks carry no
 // timestamp a stale check could use across hosts, so there is no
-// stale-only unlock: under "stale" nothing is run, and native locks are
-// cleared only with "all" (`borg break-lock`).
-func (*Plugin) UnlockCommand(_ plugin.Repository, policy string) []string {
+// stale-only unlock: under "stale" nothing is run (borg itself removes
+// the locks of dead processes on this host, with BORG_HOSTNAME_IS_UNIQUE),
+// and native locks are cleared only with "all" (`borg break-lock`).
+func (*Plugin) UnlockCommand(policy string) []string {
 	if policy == plugin.UnlockAll {
 		return []string{Name, "break-lock"}
 	}
 	return nil
 }
 
-func set(names ...string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
+// repoSlot are the subcommands whose first positional argument is the
+// repository (or an archive in it); for the others only REPO::ARCHIVE
+// forms name one.
+var repoSlot = argv.Set("prune", "compact", "list", "info", "check", "delete", "init", "break-lock",
+	"upgrade", "recreate", "mount", "with-lock", "diff", "export-tar", "import-tar")
+
+// optionsWithValue are borg 1.x subcommand options that take a separate
+// value, so that the value is not read as a positional argument.
+var optionsWithValue = argv.Flags{
+	Long: argv.Set("comment", "timestamp", "checkpoint-interval", "chunker-params", "compression",
+		"exclude", "exclude-from", "pattern", "patterns-from", "stdin-name", "stdin-user", "stdin-group",
+		"stdin-mode", "files-cache", "exclude-if-present", "keep-within", "keep-last", "keep-secondly",
+		"keep-minutely", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly",
+		"prefix", "glob-archives", "format", "sort-by", "first", "last", "max-duration", "encryption",
+		"storage-quota", "strip-components", "threshold", "lock-wait", "remote-path", "rsh", "umask",
+		"upload-ratelimit", "upload-buffer", "remote-ratelimit", "remote-buffer", "debug-topic",
+		"debug-profile", "path", "tar-filter", "target", "recompress", "save-space", "options"),
+	Short: "eCcaPHdwmy",
+}
+
+// Targets implements plugin.Plugin. borg 1.x names the repository as a
+// positional argument: REPO::ARCHIVE anywhere ("::ARCHIVE" alone uses
+// BORG_REPO), or REPO as the first positional argument of the subcommands
+// in repoSlot. A first positional that cannot be a location (no '/' or
+// ':') is left alone: it is some option's value that optionsWithValue does
+// not know.
+func (*Plugin) Targets(args []string) ([]plugin.Target, error) {
+	if plugin.RunsTool(Name, args) != nil {
+		return nil, plugin.ErrOpaque
 	}
-	return m
+	sub, rest, ok := argv.First(args[1:], commonFlags, func(w string) bool { _, k := modes[w]; return k })
+	if !ok {
+		return nil, nil
+	}
+	var out []plugin.Target
+	for i, word := range argv.Positionals(rest, optionsWithValue) {
+		if sub == "with-lock" && i > 0 {
+			break // the command borg runs under its lock
+		}
+		repo, _, archive := strings.Cut(word, "::")
+		switch {
+		case archive && repo == "":
+			continue // ::ARCHIVE: in BORG_REPO
+		case archive, i == 0 && repoSlot[sub] && strings.ContainsAny(word, "/:"):
+			out = append(out, plugin.Target{Location: repo, Arg: word})
+		}
+	}
+	return out, nil
 }

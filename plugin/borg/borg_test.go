@@ -1,17 +1,19 @@
 package borg
 
 import (
+	"errors"
 	osexec "os/exec"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
 	"github.com/repolock/repolock/plugin/internal/plugintest"
 )
 
 func TestIdentity(t *testing.T) {
-	p := &Plugin{Dir: "/work"}
+	p := &Plugin{}
 	for _, tc := range []struct {
 		loc    string
 		shared bool
@@ -52,7 +54,7 @@ func TestIdentity(t *testing.T) {
 		{"nas:~backup/photos", false, "borg+ssh://nas/~backup/photos"},
 		{"ssh://other@nas/~backup/photos/", false, "borg+ssh://nas/~backup/photos"},
 	} {
-		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
+		got, err := plugin.IdentityOf(p, plugin.Repository{Name: "r", BaseDir: "/work", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
 		if err != nil || got != tc.want {
 			t.Errorf("Identity(%q) = %q, %v; want %q", tc.loc, got, err, tc.want)
 		}
@@ -60,7 +62,7 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestIdentityErrors(t *testing.T) {
-	p := &Plugin{Dir: "/work"}
+	p := &Plugin{}
 	for _, tc := range []struct{ loc, want string }{
 		{"", "empty"},
 		{"nas:photos", "login user"},
@@ -77,7 +79,7 @@ func TestIdentityErrors(t *testing.T) {
 		{"/srv/borg::archive-1", "archive"},
 		{"~/borg", "'~'"},
 	} {
-		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "node1"})
+		got, err := plugin.IdentityOf(p, plugin.Repository{Name: "r", BaseDir: "/work", Location: tc.loc, Host: "node1"})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Identity(%q) = %q, %v; want error containing %q", tc.loc, got, err, tc.want)
 			continue
@@ -93,43 +95,43 @@ func TestIdentityErrors(t *testing.T) {
 
 func TestModeBorg(t *testing.T) {
 	// Want "" means an error: the mode cannot be inferred.
-	plugintest.CheckModes(t, &Plugin{}, map[string]plugin.Mode{
-		"borg create ::{now} /data":                    plugin.Exclusive,
-		"borg --lock-wait 60 create --stats ::a /d":    plugin.Exclusive,
-		"borg --lock-wait=60 --progress create ::a /d": plugin.Exclusive,
-		"borg --rsh /usr/bin/ssh prune --keep-daily 7": plugin.Exclusive,
-		"borg --remote-path borg1 compact":             plugin.Exclusive,
-		"borg --upload-ratelimit 100 create ::a /d":    plugin.Exclusive,
-		"borg -v --show-rc delete ::old":               plugin.Exclusive,
-		"borg rename ::a b":                            plugin.Exclusive,
-		"borg recreate --exclude x":                    plugin.Exclusive,
-		"borg check":                                   plugin.Exclusive,
-		"borg check --repair":                          plugin.Exclusive,
-		"borg upgrade --tam":                           plugin.Exclusive,
-		"borg init -e repokey":                         plugin.Exclusive,
-		"borg break-lock":                              plugin.Exclusive,
-		"borg with-lock rsync -a repo/ copy/":          plugin.Exclusive,
-		"borg config additional_free_space 2G":         plugin.Exclusive,
-		"borg import-tar ::a x.tar":                    plugin.Exclusive,
-		"borg key change-passphrase":                   plugin.Exclusive,
-		"borg key import :: key.txt":                   plugin.Exclusive,
-		"borg key export :: key.txt":                   plugin.Shared,
-		"borg key --debug export --paper":              plugin.Shared,
-		"borg key":                                     plugin.Exclusive,
-		"borg benchmark crud :: /tmp":                  plugin.Exclusive,
-		"borg benchmark cpu":                           plugin.Shared,
-		"borg list":                                    plugin.Shared,
-		"borg --log-json list --json":                  plugin.Shared,
-		"borg info ::a":                                plugin.Shared,
-		"borg extract ::a home/u":                      plugin.Shared,
-		"borg diff ::a b":                              plugin.Shared,
-		"borg export-tar ::a out.tar":                  plugin.Shared,
-		"borg mount :: /mnt":                           plugin.Shared,
-		"borg --lock-w 60 list":                        plugin.Shared, // argparse abbreviation, unknown here
-		"borg --critical list":                         plugin.Shared,
-		"/usr/bin/borg create ::a /d":                  plugin.Exclusive,
-		"borg frobnicate":                              plugin.Exclusive,
-		"borg repo-create":                             plugin.Exclusive, // borg 2: unknown here, safe default
+	plugintest.CheckModes(t, &Plugin{}, map[string]consullock.Mode{
+		"borg create ::{now} /data":                    consullock.Exclusive,
+		"borg --lock-wait 60 create --stats ::a /d":    consullock.Exclusive,
+		"borg --lock-wait=60 --progress create ::a /d": consullock.Exclusive,
+		"borg --rsh /usr/bin/ssh prune --keep-daily 7": consullock.Exclusive,
+		"borg --remote-path borg1 compact":             consullock.Exclusive,
+		"borg --upload-ratelimit 100 create ::a /d":    consullock.Exclusive,
+		"borg -v --show-rc delete ::old":               consullock.Exclusive,
+		"borg rename ::a b":                            consullock.Exclusive,
+		"borg recreate --exclude x":                    consullock.Exclusive,
+		"borg check":                                   consullock.Exclusive,
+		"borg check --repair":                          consullock.Exclusive,
+		"borg upgrade --tam":                           consullock.Exclusive,
+		"borg init -e repokey":                         consullock.Exclusive,
+		"borg break-lock":                              consullock.Exclusive,
+		"borg with-lock rsync -a repo/ copy/":          consullock.Exclusive,
+		"borg config additional_free_space 2G":         consullock.Exclusive,
+		"borg import-tar ::a x.tar":                    consullock.Exclusive,
+		"borg key change-passphrase":                   consullock.Exclusive,
+		"borg key import :: key.txt":                   consullock.Exclusive,
+		"borg key export :: key.txt":                   consullock.Shared,
+		"borg key --debug export --paper":              consullock.Shared,
+		"borg key":                                     consullock.Exclusive,
+		"borg benchmark crud :: /tmp":                  consullock.Exclusive,
+		"borg benchmark cpu":                           consullock.Shared,
+		"borg list":                                    consullock.Shared,
+		"borg --log-json list --json":                  consullock.Shared,
+		"borg info ::a":                                consullock.Shared,
+		"borg extract ::a home/u":                      consullock.Shared,
+		"borg diff ::a b":                              consullock.Shared,
+		"borg export-tar ::a out.tar":                  consullock.Shared,
+		"borg mount :: /mnt":                           consullock.Shared,
+		"borg --lock-w 60 list":                        consullock.Shared, // argparse abbreviation, unknown here
+		"borg --critical list":                         consullock.Shared,
+		"/usr/bin/borg create ::a /d":                  consullock.Exclusive,
+		"borg frobnicate":                              consullock.Exclusive,
+		"borg repo-create":                             consullock.Exclusive, // borg 2: unknown here, safe default
 		"borg":                                         "",
 		"borg --lock-wait 5":                           "",
 		"borg -V":                                      "",
@@ -192,13 +194,13 @@ func TestEnv(t *testing.T) {
 			[]string{"BORG_EXIT_CODES=modern", "BORG_PASSCOMMAND=cat -- '/secrets/borg pass'", "BORG_REPO=backup@nas:/srv/borg"},
 		},
 		{
-			"password command as written, extra env",
-			plugin.Repository{Location: "/srv/borg", PasswordCommand: "pass show borg", Env: map[string]string{"BORG_RSH": "ssh -i /k"}},
-			[]string{"BORG_EXIT_CODES=modern", "BORG_PASSCOMMAND=pass show borg", "BORG_REPO=/srv/borg", "BORG_RSH=ssh -i /k"},
+			"password command as written",
+			plugin.Repository{Location: "/srv/borg", PasswordCommand: "pass show borg"},
+			[]string{"BORG_EXIT_CODES=modern", "BORG_PASSCOMMAND=pass show borg", "BORG_REPO=/srv/borg"},
 		},
 		{
-			"no password source; the locked repository and modern codes win",
-			plugin.Repository{Location: "/srv/borg", Env: map[string]string{"BORG_REPO": "/other", "BORG_EXIT_CODES": "legacy"}},
+			"no password source",
+			plugin.Repository{Location: "/srv/borg"},
 			[]string{"BORG_EXIT_CODES=modern", "BORG_REPO=/srv/borg"},
 		},
 	} {
@@ -242,15 +244,57 @@ func TestPassCommandQuoting(t *testing.T) {
 }
 
 func TestUnlockCommand(t *testing.T) {
-	r := plugin.Repository{Location: "backup@nas:/srv/borg", PasswordFile: "/pw"}
 	for policy, want := range map[string][]string{
 		"":      nil,
 		"never": nil,
 		"stale": nil, // borg 1.x has no stale-only unlock
 		"all":   {"borg", "break-lock"},
 	} {
-		if got := (&Plugin{}).UnlockCommand(r, policy); !slices.Equal(got, want) {
+		if got := (&Plugin{}).UnlockCommand(policy); !slices.Equal(got, want) {
 			t.Errorf("UnlockCommand(%q) = %q, want %q", policy, got, want)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	for cmd, want := range map[string][]string{
+		"borg create /srv/b::a /data":             {"/srv/b"},
+		"borg create ::a /data":                   nil,
+		"borg prune --keep-last 3 /srv/b":         {"/srv/b"},
+		"borg prune --keep-last 3":                nil,
+		"borg prune -d 7 /srv/b":                  {"/srv/b"},
+		"borg --lock-wait 5 list /srv/b":          {"/srv/b"},
+		"borg create ssh://h/srv/b::x /d":         {"ssh://h/srv/b"},
+		"borg with-lock /srv/b rsync -a /x h:/y":  {"/srv/b"},
+		"borg mount /srv/b /mnt":                  {"/srv/b"},
+		"borg extract ::a home/u":                 nil,
+		"borg create --exclude /x/y ::a /data":    nil,
+		"borg create -e /x ::a /data":             nil,
+		"borg delete u@h:/srv/b::old":             {"u@h:/srv/b"},
+		"borg create --comment c::d ::a /data":    nil,
+		"borg -- create /srv/b::a /data":          {"/srv/b"},
+		"borg create /srv/b::a -- /data::notrepo": {"/srv/b", "/data"},
+	} {
+		got, err := (&Plugin{}).Targets(strings.Fields(cmd))
+		var locs []string
+		for _, g := range got {
+			locs = append(locs, g.Location)
+		}
+		if err != nil || !slices.Equal(locs, want) {
+			t.Errorf("Targets(%q) = %q, %v; want %q", cmd, locs, err, want)
+		}
+	}
+	if _, err := (&Plugin{}).Targets([]string{"bash", "-c", "borg create ::a /d"}); !errors.Is(err, plugin.ErrOpaque) {
+		t.Errorf("Targets(bash -c …) error %v, want ErrOpaque", err)
+	}
+}
+
+func TestOwnsEnv(t *testing.T) {
+	for name, want := range map[string]bool{"BORG_REPO": true, "BORG_PASSPHRASE": true, "BORG_PASSCOMMAND": true,
+		"BORG_PASSPHRASE_FD": true, "BORG_NEW_PASSPHRASE": true, "BORG_OTHER_REPO": true,
+		"BORG_RSH": false, "BORG_BASE_DIR": false, "BORG_HOSTNAME_IS_UNIQUE": false} {
+		if got := (&Plugin{}).OwnsEnv(name); got != want {
+			t.Errorf("OwnsEnv(%s) = %v, want %v", name, got, want)
 		}
 	}
 }

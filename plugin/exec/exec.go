@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
 	"github.com/repolock/repolock/plugin/internal/location"
 )
@@ -20,14 +21,7 @@ import (
 const Name = "exec"
 
 // Plugin is the generic adapter.
-type Plugin struct {
-	// Dir resolves a relative local path location. Empty means the working
-	// directory of this process.
-	Dir string
-}
-
-// New returns the exec plugin.
-func New() plugin.Plugin { return &Plugin{} }
+type Plugin struct{}
 
 // Name implements plugin.Plugin.
 func (*Plugin) Name() string { return Name }
@@ -48,15 +42,7 @@ var defaultPorts = map[string]int{"ssh": 22, "sftp": 22, "http": 80, "https": 44
 //   - a plain name of [A-Za-z0-9._-]: "exec:name", the same on every host.
 //
 // Anything else is refused; lock_key names such repositories.
-func (p *Plugin) Identity(r plugin.Repository) (string, error) {
-	id, err := p.identity(r)
-	if err != nil {
-		return "", fmt.Errorf("exec: repository %q: location %q: %w", r.Name, plugin.Redact(r.Location), err)
-	}
-	return id, nil
-}
-
-func (p *Plugin) identity(r plugin.Repository) (string, error) {
+func (*Plugin) Identity(r plugin.Repository) (string, error) {
 	loc := r.Location
 	switch {
 	case loc == "":
@@ -82,26 +68,31 @@ func (p *Plugin) identity(r plugin.Repository) (string, error) {
 		// folds "//" to "/", which over-merges, the safe direction.
 		return "exec+" + scheme + "://" + location.HostPort(h, pt) + path.Clean("/"+u.Path), nil
 	case loc == "." || loc == ".." || strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "./") || strings.HasPrefix(loc, "../"):
-		return location.Local(Name, loc, p.Dir, r.Host, r.SharedLocal)
+		return location.Local(Name, loc, r.BaseDir, r.Host, r.SharedLocal)
 	case plainName.MatchString(loc):
 		return "exec:" + loc, nil
 	}
 	return "", errors.New("want a URL, a path starting with / ./ or ../, or a plain name; or set lock_key")
 }
 
-// Env implements plugin.Plugin: the repository's env, plus the location as
-// REPOLOCK_LOCATION so a script learns it from the same config that locks it.
+// Env implements plugin.Plugin: the location as REPOLOCK_LOCATION, so a
+// script learns it from the same config that locks it.
 func (*Plugin) Env(r plugin.Repository) []string {
-	own := map[string]string{}
-	if r.Location != "" {
-		own["REPOLOCK_LOCATION"] = r.Location
+	if r.Location == "" {
+		return nil
 	}
-	return plugin.MergeEnv(r.Env, own)
+	return []string{"REPOLOCK_LOCATION=" + r.Location}
 }
+
+// OwnsEnv implements plugin.Plugin: an unknown tool's variables are unknown.
+func (*Plugin) OwnsEnv(string) bool { return false }
+
+// Targets implements plugin.Plugin: an arbitrary command cannot be seen into.
+func (*Plugin) Targets([]string) ([]plugin.Target, error) { return nil, plugin.ErrOpaque }
 
 // Mode implements plugin.Plugin: an arbitrary command says nothing about
 // what it does to the repository, so the job must state the mode.
-func (*Plugin) Mode(args []string) (plugin.Mode, error) {
+func (*Plugin) Mode(args []string) (consullock.Mode, error) {
 	prog := "an empty command"
 	if len(args) > 0 {
 		prog = strconv.Quote(filepath.Base(args[0]))
@@ -123,4 +114,4 @@ func (*Plugin) Classify(code int) plugin.Class {
 
 // UnlockCommand implements plugin.Plugin: an unknown tool has no known
 // native lock.
-func (*Plugin) UnlockCommand(plugin.Repository, string) []string { return nil }
+func (*Plugin) UnlockCommand(string) []string { return nil }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestIdentity(t *testing.T) {
-	p := &Plugin{Dir: "/work"}
+	p := &Plugin{}
 	for _, tc := range []struct {
 		loc    string
 		shared bool
@@ -31,7 +31,7 @@ func TestIdentity(t *testing.T) {
 		{"~/dumps", false, ""},
 		{"https://u:s3cr3t#@h/p", false, ""},
 	} {
-		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
+		got, err := plugin.IdentityOf(p, plugin.Repository{Name: "r", BaseDir: "/work", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
 		if tc.want == "" {
 			if err == nil {
 				t.Errorf("Identity(%q) = %q, want an error", tc.loc, got)
@@ -82,9 +82,8 @@ func TestEnv(t *testing.T) {
 	got := (&Plugin{}).Env(plugin.Repository{
 		Location:     "db-dumps",
 		PasswordFile: "/pw", // exec knows no password variable: not passed
-		Env:          map[string]string{"PGHOST": "db", "A": "1"},
 	})
-	if want := []string{"A=1", "PGHOST=db", "REPOLOCK_LOCATION=db-dumps"}; !slices.Equal(got, want) {
+	if want := []string{"REPOLOCK_LOCATION=db-dumps"}; !slices.Equal(got, want) {
 		t.Fatalf("Env = %q, want %q", got, want)
 	}
 	if got := (&Plugin{}).Env(plugin.Repository{LockKey: "k"}); len(got) != 0 {
@@ -94,7 +93,7 @@ func TestEnv(t *testing.T) {
 
 func TestUnlockCommand(t *testing.T) {
 	for _, policy := range []string{"", "never", "stale", "all"} {
-		if got := (&Plugin{}).UnlockCommand(plugin.Repository{Location: "x"}, policy); got != nil {
+		if got := (&Plugin{}).UnlockCommand(policy); got != nil {
 			t.Errorf("UnlockCommand(%q) = %q, want nil", policy, got)
 		}
 	}

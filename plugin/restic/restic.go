@@ -4,14 +4,16 @@
 package restic
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
 	"github.com/repolock/repolock/plugin/internal/argv"
 	"github.com/repolock/repolock/plugin/internal/location"
@@ -21,14 +23,7 @@ import (
 const Name = "restic"
 
 // Plugin is the restic adapter.
-type Plugin struct {
-	// Dir resolves a relative local repository path, as restic would in its
-	// working directory. Empty means the working directory of this process.
-	Dir string
-}
-
-// New returns the restic plugin.
-func New() plugin.Plugin { return &Plugin{} }
+type Plugin struct{}
 
 // Name implements plugin.Plugin.
 func (*Plugin) Name() string { return Name }
@@ -52,15 +47,7 @@ func (*Plugin) Name() string { return Name }
 //     azure bucket/container names are lowercased (those services only
 //     allow lowercase names, so this merges nothing that could differ).
 //   - rclone:remote:path  "restic+rclone:remote:path", path cleaned.
-func (p *Plugin) Identity(r plugin.Repository) (string, error) {
-	id, err := p.identity(r)
-	if err != nil {
-		return "", fmt.Errorf("restic: repository %q: location %q: %w", r.Name, plugin.Redact(r.Location), err)
-	}
-	return id, nil
-}
-
-func (p *Plugin) identity(r plugin.Repository) (string, error) {
+func (*Plugin) Identity(r plugin.Repository) (string, error) {
 	loc := r.Location
 	if loc == "" {
 		return "", errors.New("location is empty")
@@ -68,7 +55,7 @@ func (p *Plugin) identity(r plugin.Repository) (string, error) {
 	scheme, rest, hasColon := strings.Cut(loc, ":")
 	switch scheme {
 	case "local":
-		return location.Local(Name, rest, p.Dir, r.Host, r.SharedLocal)
+		return location.Local(Name, rest, r.BaseDir, r.Host, r.SharedLocal)
 	case "sftp":
 		return sftpIdentity(loc)
 	case "rest":
@@ -87,7 +74,7 @@ func (p *Plugin) identity(r plugin.Repository) (string, error) {
 	if hasColon && !isPath(loc) {
 		return "", errors.New(`unknown restic backend; a local directory whose name has ':' needs the "local:" prefix`)
 	}
-	return location.Local(Name, loc, p.Dir, r.Host, r.SharedLocal)
+	return location.Local(Name, loc, r.BaseDir, r.Host, r.SharedLocal)
 }
 
 // isPath is restic's test for a location that is a path even though it
@@ -121,7 +108,7 @@ func sftpIdentity(loc string) (string, error) {
 		// sftp:[user@]host:path. The host ends at the first colon outside
 		// brackets; a user name may itself contain '@', the host cannot.
 		s := strings.TrimPrefix(loc, "sftp:")
-		sep := hostEnd(s)
+		sep := location.IndexOutsideBrackets(s, ':')
 		if sep < 0 {
 			return "", errors.New("want sftp:[user@]host:path")
 		}
@@ -163,24 +150,6 @@ func homeRelative(user, rel string) string {
 		return "/~" + user
 	}
 	return "/~" + user + "/" + rel
-}
-
-// hostEnd is the index of the first ':' of s outside "[...]", or -1.
-func hostEnd(s string) int {
-	inBracket := false
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			inBracket = true
-		case ']':
-			inBracket = false
-		case ':':
-			if !inBracket {
-				return i
-			}
-		}
-	}
-	return -1
 }
 
 func restIdentity(s string) (string, error) {
@@ -362,23 +331,46 @@ func rcloneIdentity(s string) (string, error) {
 // rest-server password, which is why it travels only in the environment),
 // and the password source.
 func (*Plugin) Env(r plugin.Repository) []string {
-	own := map[string]string{"RESTIC_REPOSITORY": r.Location}
+	return plugin.SortedEnv(repoEnv("RESTIC_", r))
+}
+
+// FromEnv implements plugin.Copier: the same variables for the source of
+// restic copy (RESTIC_FROM_REPOSITORY, RESTIC_FROM_PASSWORD_FILE, …).
+func (*Plugin) FromEnv(r plugin.Repository) []string {
+	return plugin.SortedEnv(repoEnv("RESTIC_FROM_", r))
+}
+
+func repoEnv(prefix string, r plugin.Repository) map[string]string {
+	own := map[string]string{prefix + "REPOSITORY": r.Location}
 	if r.PasswordFile != "" {
-		own["RESTIC_PASSWORD_FILE"] = r.PasswordFile
+		own[prefix+"PASSWORD_FILE"] = r.PasswordFile
 	}
 	if r.PasswordCommand != "" {
-		own["RESTIC_PASSWORD_COMMAND"] = r.PasswordCommand
+		own[prefix+"PASSWORD_COMMAND"] = r.PasswordCommand
 	}
-	return plugin.MergeEnv(r.Env, own)
+	return own
+}
+
+// OwnsEnv implements plugin.Plugin: the variables restic reads to find a
+// repository (RESTIC_REPOSITORY, RESTIC_REPOSITORY_FILE) or its password
+// (RESTIC_PASSWORD, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND), and
+// all of their RESTIC_FROM_ counterparts for copy and init.
+func (*Plugin) OwnsEnv(name string) bool {
+	rest, ok := strings.CutPrefix(name, "RESTIC_")
+	if !ok {
+		return false
+	}
+	rest = strings.TrimPrefix(rest, "FROM_")
+	return strings.HasPrefix(rest, "REPOSITORY") || strings.HasPrefix(rest, "PASSWORD")
 }
 
 // globalFlags are restic's persistent flags that take a separate value.
 var globalFlags = argv.Flags{
-	Long: set("repo", "repository-file", "password-file", "password-command", "key-hint",
+	Long: argv.Set("repo", "repository-file", "password-file", "password-command", "key-hint",
 		"cache-dir", "cacert", "tls-client-cert", "option", "limit-upload", "limit-download",
 		"pack-size", "compression", "retry-lock", "stuck-request-timeout", "http-user-agent"),
 	Short: "rpo",
-	Bool: set("verbose", "quiet", "json", "no-cache", "cleanup-cache", "no-lock", "insecure-tls",
+	Bool: argv.Set("verbose", "quiet", "json", "no-cache", "cleanup-cache", "no-lock", "insecure-tls",
 		"insecure-no-password", "no-extra-verify", "help"),
 }
 
@@ -390,25 +382,25 @@ var globalFlags = argv.Flags{
 // exclusive, list included, rather than keeping a list of the safe ones.
 // Commands that never open a repository (version, help…) are shared so they
 // never wait for a prune.
-var modes = map[string]plugin.Mode{
-	"backup": plugin.Shared, "copy": plugin.Shared, "restore": plugin.Shared,
-	"ls": plugin.Shared, "cat": plugin.Shared, "find": plugin.Shared, "dump": plugin.Shared,
-	"diff": plugin.Shared, "stats": plugin.Shared, "snapshots": plugin.Shared,
-	"mount": plugin.Shared, "list": plugin.Shared, "cache": plugin.Shared,
-	"version": plugin.Shared, "help": plugin.Shared, "generate": plugin.Shared,
-	"options": plugin.Shared, "features": plugin.Shared, "self-update": plugin.Shared,
-	"completion": plugin.Shared,
+var modes = map[string]consullock.Mode{
+	"backup": consullock.Shared, "copy": consullock.Shared, "restore": consullock.Shared,
+	"ls": consullock.Shared, "cat": consullock.Shared, "find": consullock.Shared, "dump": consullock.Shared,
+	"diff": consullock.Shared, "stats": consullock.Shared, "snapshots": consullock.Shared,
+	"mount": consullock.Shared, "list": consullock.Shared, "cache": consullock.Shared,
+	"version": consullock.Shared, "help": consullock.Shared, "generate": consullock.Shared,
+	"options": consullock.Shared, "features": consullock.Shared, "self-update": consullock.Shared,
+	"completion": consullock.Shared,
 
-	"prune": plugin.Exclusive, "forget": plugin.Exclusive, "check": plugin.Exclusive,
-	"repair": plugin.Exclusive, "rebuild-index": plugin.Exclusive, "tag": plugin.Exclusive,
-	"key": plugin.Exclusive, "migrate": plugin.Exclusive, "recover": plugin.Exclusive,
-	"init": plugin.Exclusive, "unlock": plugin.Exclusive, "rewrite": plugin.Exclusive,
+	"prune": consullock.Exclusive, "forget": consullock.Exclusive, "check": consullock.Exclusive,
+	"repair": consullock.Exclusive, "rebuild-index": consullock.Exclusive, "tag": consullock.Exclusive,
+	"key": consullock.Exclusive, "migrate": consullock.Exclusive, "recover": consullock.Exclusive,
+	"init": consullock.Exclusive, "unlock": consullock.Exclusive, "rewrite": consullock.Exclusive,
 }
 
 // Mode implements plugin.Mode. An unknown subcommand is exclusive: a new
 // restic command is safest assumed to write.
-func (*Plugin) Mode(args []string) (plugin.Mode, error) {
-	if err := checkProgram(args); err != nil {
+func (*Plugin) Mode(args []string) (consullock.Mode, error) {
+	if err := plugin.RunsTool(Name, args); err != nil {
 		return "", err
 	}
 	sub, _, ok := argv.First(args[1:], globalFlags, func(w string) bool { _, k := modes[w]; return k })
@@ -418,18 +410,7 @@ func (*Plugin) Mode(args []string) (plugin.Mode, error) {
 	if m, known := modes[sub]; known {
 		return m, nil
 	}
-	return plugin.Exclusive, nil
-}
-
-func checkProgram(args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("restic: empty command: %w", plugin.ErrModeNotInferred)
-	}
-	if filepath.Base(args[0]) != Name {
-		// A wrapper (sh -c, a script) hides the subcommand.
-		return fmt.Errorf("restic: the command runs %q, not restic: %w", filepath.Base(args[0]), plugin.ErrModeNotInferred)
-	}
-	return nil
+	return consullock.Exclusive, nil
 }
 
 // Classify implements plugin.Plugin with restic's documented exit codes.
@@ -458,9 +439,10 @@ func (*Plugin) Classify(code int) plugin.Class {
 }
 
 // UnlockCommand implements plugin.Plugin. "stale" runs plain `restic
-// unlock`, which removes only locks restic considers stale (older than 30
-// minutes, or of a dead process on this host); "all" adds --remove-all.
-func (*Plugin) UnlockCommand(_ plugin.Repository, policy string) []string {
+// unlock`, which removes only locks restic considers stale (not refreshed
+// for 30 minutes, or of a process that is gone on this host); "all" adds
+// --remove-all.
+func (*Plugin) UnlockCommand(policy string) []string {
 	switch policy {
 	case plugin.UnlockStale:
 		return []string{Name, "unlock"}
@@ -470,10 +452,84 @@ func (*Plugin) UnlockCommand(_ plugin.Repository, policy string) []string {
 	return nil
 }
 
-func set(names ...string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
+// ListLocks implements plugin.LockLister. Listing locks never takes one.
+func (*Plugin) ListLocks() []string { return []string{Name, "--no-lock", "list", "locks"} }
+
+// ShowLock implements plugin.LockLister; --no-lock, because a read lock
+// would be refused while the exclusive lock being described exists.
+func (*Plugin) ShowLock(id string) []string { return []string{Name, "--no-lock", "cat", "lock", id} }
+
+// ParseLock implements plugin.LockLister: the JSON restic stores in a lock file.
+func (*Plugin) ParseLock(id string, out []byte) (consullock.NativeLock, error) {
+	var l struct {
+		Time      time.Time `json:"time"`
+		Exclusive bool      `json:"exclusive"`
+		Hostname  string    `json:"hostname"`
+		Username  string    `json:"username"`
+		PID       int       `json:"pid"`
 	}
-	return m
+	if err := json.Unmarshal(out, &l); err != nil {
+		return consullock.NativeLock{}, fmt.Errorf("restic: lock %s: %w", id, err)
+	}
+	return consullock.NativeLock{ID: id, Host: l.Hostname, User: l.Username, PID: l.PID, Time: l.Time, Exclusive: l.Exclusive}, nil
 }
+
+// Targets implements plugin.Plugin. restic names a repository only through
+// flags, which cobra accepts anywhere in the command line until "--":
+// --repo X, --repo=X, -r X, -rX, -r=X (also inside a group of short flags
+// such as -vr X), and --from-repo for the source of copy and init. A
+// repository file is refused: the file's content can change after the
+// command was checked.
+func (*Plugin) Targets(args []string) ([]plugin.Target, error) {
+	if plugin.RunsTool(Name, args) != nil {
+		return nil, plugin.ErrOpaque
+	}
+	var out []plugin.Target
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		var name, value string
+		var hasValue bool
+		switch {
+		case strings.HasPrefix(a, "--"):
+			name, value, hasValue = strings.Cut(a[2:], "=")
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			// Short flags: letters up to one that takes a value; only -r
+			// names a repository.
+			j := strings.IndexFunc(a[1:], func(c rune) bool { return strings.ContainsRune(shortWithValue, c) })
+			if j < 0 || a[1+j] != 'r' {
+				continue
+			}
+			name = "repo"
+			value = strings.TrimPrefix(a[2+j:], "=")
+			hasValue = value != ""
+		default:
+			continue
+		}
+		switch name {
+		case "repo", "from-repo":
+		case "repository-file", "from-repository-file":
+			return nil, fmt.Errorf("restic: %s is refused: repolock sets the repository from the config (the file could name another one by the time restic reads it)", a)
+		default:
+			continue
+		}
+		arg := a
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("restic: %s has no value", a)
+			}
+			i++
+			value = args[i]
+			arg += " " + value
+		}
+		out = append(out, plugin.Target{Location: value, Arg: arg, From: name == "from-repo"})
+	}
+	return out, nil
+}
+
+// shortWithValue are restic's short flags that take a value (global and
+// of its subcommands); a letter after one of them in the same word is part
+// of its value.
+const shortWithValue = "rpoeEHt"

@@ -1,16 +1,18 @@
 package restic
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
 	"github.com/repolock/repolock/plugin/internal/plugintest"
 )
 
 func TestIdentity(t *testing.T) {
-	p := &Plugin{Dir: "/work"}
+	p := &Plugin{}
 	for _, tc := range []struct {
 		loc    string
 		shared bool
@@ -76,7 +78,7 @@ func TestIdentity(t *testing.T) {
 		{"rclone:remote:", false, "restic+rclone:remote:"},
 		{"rclone::sftp:backups", false, "restic+rclone::sftp:backups"},
 	} {
-		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
+		got, err := plugin.IdentityOf(p, plugin.Repository{Name: "r", BaseDir: "/work", Location: tc.loc, Host: "Node1", SharedLocal: tc.shared})
 		if err != nil || got != tc.want {
 			t.Errorf("Identity(%q) = %q, %v; want %q", tc.loc, got, err, tc.want)
 		}
@@ -84,7 +86,7 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestIdentityErrors(t *testing.T) {
-	p := &Plugin{Dir: "/work"}
+	p := &Plugin{}
 	for _, tc := range []struct{ loc, want string }{
 		{"", "empty"},
 		{"sftp:nas:photos", "login user"},       // relative path, user unknown
@@ -110,7 +112,7 @@ func TestIdentityErrors(t *testing.T) {
 		{"./x:y", "unknown restic backend"},           // restic refuses it too
 		{"~/restic", "'~'"},
 	} {
-		got, err := p.Identity(plugin.Repository{Name: "r", Location: tc.loc, Host: "node1"})
+		got, err := plugin.IdentityOf(p, plugin.Repository{Name: "r", BaseDir: "/work", Location: tc.loc, Host: "node1"})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Identity(%q) = %q, %v; want error containing %q", tc.loc, got, err, tc.want)
 			continue
@@ -129,53 +131,53 @@ func TestIdentityErrors(t *testing.T) {
 
 func TestModeRestic(t *testing.T) {
 	// Want "" means an error: the mode cannot be inferred.
-	plugintest.CheckModes(t, &Plugin{}, map[string]plugin.Mode{
-		"restic backup /data":                                              plugin.Shared,
-		"restic -r X --verbose backup /d":                                  plugin.Shared,
-		"restic --repo=X prune":                                            plugin.Exclusive,
-		"restic -r X prune":                                                plugin.Exclusive,
-		"restic -rX prune":                                                 plugin.Exclusive,
-		"restic --password-file F snapshots":                               plugin.Shared,
-		"restic -p F forget --keep-daily 7":                                plugin.Exclusive,
-		"restic -o s3.storage-class=STANDARD backup /d":                    plugin.Shared,
-		"restic --option sftp.command=ssh backup /d":                       plugin.Shared,
-		"restic --cache-dir /c --limit-upload 100 backup --tag nightly /d": plugin.Shared,
-		"restic --limit-download 10 restore latest --target /r":            plugin.Shared,
-		"restic --json -q check --read-data":                               plugin.Exclusive,
-		"restic -vv backup /d":                                             plugin.Shared,
-		"restic --verbose=2 backup /d":                                     plugin.Shared,
-		"restic --retry-lock 5m backup /d":                                 plugin.Shared,
-		"restic --pack-size 64 --compression max copy --from-repo /src":    plugin.Shared,
-		"restic --no-lock ls latest":                                       plugin.Shared,
-		"restic --new-global-flag value backup /d":                         plugin.Shared,
-		"restic --new-bool-flag prune":                                     plugin.Exclusive,
-		"/usr/local/bin/restic backup /d":                                  plugin.Shared,
-		"./restic prune":                                                   plugin.Exclusive,
-		"restic cat config":                                                plugin.Shared,
-		"restic find foo":                                                  plugin.Shared,
-		"restic dump latest /f":                                            plugin.Shared,
-		"restic diff a b":                                                  plugin.Shared,
-		"restic stats":                                                     plugin.Shared,
-		"restic mount /mnt":                                                plugin.Shared,
-		"restic list locks":                                                plugin.Shared,
-		"restic version":                                                   plugin.Shared,
-		"restic forget --prune --keep-last 3":                              plugin.Exclusive,
-		"restic check":                                                     plugin.Exclusive,
-		"restic repair index":                                              plugin.Exclusive,
-		"restic repair snapshots --forget":                                 plugin.Exclusive,
-		"restic repair packs abc":                                          plugin.Exclusive,
-		"restic rebuild-index":                                             plugin.Exclusive,
-		"restic tag --add x":                                               plugin.Exclusive,
-		"restic key passwd":                                                plugin.Exclusive,
-		"restic key list":                                                  plugin.Exclusive,
-		"restic key add":                                                   plugin.Exclusive,
-		"restic migrate upgrade_repo_v2":                                   plugin.Exclusive,
-		"restic recover":                                                   plugin.Exclusive,
-		"restic init":                                                      plugin.Exclusive,
-		"restic unlock --remove-all":                                       plugin.Exclusive,
-		"restic rewrite --exclude x":                                       plugin.Exclusive,
-		"restic frobnicate":                                                plugin.Exclusive, // unknown: the safe default
-		"restic -- backup /d":                                              plugin.Shared,
+	plugintest.CheckModes(t, &Plugin{}, map[string]consullock.Mode{
+		"restic backup /data":                                              consullock.Shared,
+		"restic -r X --verbose backup /d":                                  consullock.Shared,
+		"restic --repo=X prune":                                            consullock.Exclusive,
+		"restic -r X prune":                                                consullock.Exclusive,
+		"restic -rX prune":                                                 consullock.Exclusive,
+		"restic --password-file F snapshots":                               consullock.Shared,
+		"restic -p F forget --keep-daily 7":                                consullock.Exclusive,
+		"restic -o s3.storage-class=STANDARD backup /d":                    consullock.Shared,
+		"restic --option sftp.command=ssh backup /d":                       consullock.Shared,
+		"restic --cache-dir /c --limit-upload 100 backup --tag nightly /d": consullock.Shared,
+		"restic --limit-download 10 restore latest --target /r":            consullock.Shared,
+		"restic --json -q check --read-data":                               consullock.Exclusive,
+		"restic -vv backup /d":                                             consullock.Shared,
+		"restic --verbose=2 backup /d":                                     consullock.Shared,
+		"restic --retry-lock 5m backup /d":                                 consullock.Shared,
+		"restic --pack-size 64 --compression max copy --from-repo /src":    consullock.Shared,
+		"restic --no-lock ls latest":                                       consullock.Shared,
+		"restic --new-global-flag value backup /d":                         consullock.Shared,
+		"restic --new-bool-flag prune":                                     consullock.Exclusive,
+		"/usr/local/bin/restic backup /d":                                  consullock.Shared,
+		"./restic prune":                                                   consullock.Exclusive,
+		"restic cat config":                                                consullock.Shared,
+		"restic find foo":                                                  consullock.Shared,
+		"restic dump latest /f":                                            consullock.Shared,
+		"restic diff a b":                                                  consullock.Shared,
+		"restic stats":                                                     consullock.Shared,
+		"restic mount /mnt":                                                consullock.Shared,
+		"restic list locks":                                                consullock.Shared,
+		"restic version":                                                   consullock.Shared,
+		"restic forget --prune --keep-last 3":                              consullock.Exclusive,
+		"restic check":                                                     consullock.Exclusive,
+		"restic repair index":                                              consullock.Exclusive,
+		"restic repair snapshots --forget":                                 consullock.Exclusive,
+		"restic repair packs abc":                                          consullock.Exclusive,
+		"restic rebuild-index":                                             consullock.Exclusive,
+		"restic tag --add x":                                               consullock.Exclusive,
+		"restic key passwd":                                                consullock.Exclusive,
+		"restic key list":                                                  consullock.Exclusive,
+		"restic key add":                                                   consullock.Exclusive,
+		"restic migrate upgrade_repo_v2":                                   consullock.Exclusive,
+		"restic recover":                                                   consullock.Exclusive,
+		"restic init":                                                      consullock.Exclusive,
+		"restic unlock --remove-all":                                       consullock.Exclusive,
+		"restic rewrite --exclude x":                                       consullock.Exclusive,
+		"restic frobnicate":                                                consullock.Exclusive, // unknown: the safe default
+		"restic -- backup /d":                                              consullock.Shared,
 		"restic":                                                           "",
 		"restic -r X --verbose":                                            "",
 		"restic --help":                                                    "",
@@ -226,17 +228,16 @@ func TestEnv(t *testing.T) {
 			[]string{"RESTIC_PASSWORD_FILE=/secrets/pw", "RESTIC_REPOSITORY=sftp:u@nas:/srv/r"},
 		},
 		{
-			"password command, extra env, rest password kept in the env only",
+			"password command, rest password kept in the env only",
 			plugin.Repository{
 				Location:        "rest:https://u:s3cr3t@h/p/",
 				PasswordCommand: "vault kv get -field=pw secret/restic",
-				Env:             map[string]string{"GOMAXPROCS": "2", "AWS_PROFILE": "x"},
 			},
-			[]string{"AWS_PROFILE=x", "GOMAXPROCS=2", "RESTIC_PASSWORD_COMMAND=vault kv get -field=pw secret/restic", "RESTIC_REPOSITORY=rest:https://u:s3cr3t@h/p/"},
+			[]string{"RESTIC_PASSWORD_COMMAND=vault kv get -field=pw secret/restic", "RESTIC_REPOSITORY=rest:https://u:s3cr3t@h/p/"},
 		},
 		{
-			"the locked repository wins over the user's env",
-			plugin.Repository{Location: "/srv/r", Env: map[string]string{"RESTIC_REPOSITORY": "/other"}},
+			"no password source",
+			plugin.Repository{Location: "/srv/r"},
 			[]string{"RESTIC_REPOSITORY=/srv/r"},
 		},
 	} {
@@ -249,7 +250,6 @@ func TestEnv(t *testing.T) {
 }
 
 func TestUnlockCommand(t *testing.T) {
-	r := plugin.Repository{Location: "rest:https://u:s3cr3t@h/p", PasswordFile: "/pw"}
 	for policy, want := range map[string][]string{
 		"":      nil,
 		"never": nil,
@@ -257,7 +257,7 @@ func TestUnlockCommand(t *testing.T) {
 		"all":   {"restic", "unlock", "--remove-all"},
 		"bogus": nil,
 	} {
-		got := (&Plugin{}).UnlockCommand(r, policy)
+		got := (&Plugin{}).UnlockCommand(policy)
 		if !slices.Equal(got, want) {
 			t.Errorf("UnlockCommand(%q) = %q, want %q", policy, got, want)
 		}
@@ -269,11 +269,89 @@ func TestUnlockCommand(t *testing.T) {
 	}
 }
 
-func TestIdentityRelativeToWorkingDirectory(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	got, err := New().Identity(plugin.Repository{Location: "repo", Host: "h"})
-	if want := "restic+local://h" + dir + "/repo"; err != nil || got != want {
-		t.Fatalf("Identity(repo) in %s = %q, %v; want %q", dir, got, err, want)
+// A relative path is relative to BaseDir (the config's directory), never
+// to the working directory; without a BaseDir it is refused.
+func TestIdentityRelativeToBaseDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	got, err := (&Plugin{}).Identity(plugin.Repository{Location: "repo", Host: "h", BaseDir: "/etc/repolock"})
+	if want := "restic+local://h/etc/repolock/repo"; err != nil || got != want {
+		t.Fatalf("Identity(repo) = %q, %v; want %q", got, err, want)
+	}
+	if got, err := (&Plugin{}).Identity(plugin.Repository{Location: "repo", Host: "h"}); err == nil {
+		t.Fatalf("Identity(repo) without a BaseDir = %q, want an error", got)
+	}
+}
+
+func TestTargets(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		want []plugin.Target // nil with err set: an error containing err
+		err  string
+	}{
+		{"restic -r /x backup /d", []plugin.Target{{Location: "/x", Arg: "-r /x"}}, ""},
+		{"restic --repo /x backup", []plugin.Target{{Location: "/x", Arg: "--repo /x"}}, ""},
+		{"restic --repo=/x backup", []plugin.Target{{Location: "/x", Arg: "--repo=/x"}}, ""},
+		{"restic -r/x backup", []plugin.Target{{Location: "/x", Arg: "-r/x"}}, ""},
+		{"restic -r=/x backup", []plugin.Target{{Location: "/x", Arg: "-r=/x"}}, ""},
+		{"restic -vr /x backup", []plugin.Target{{Location: "/x", Arg: "-vr /x"}}, ""},
+		{"restic backup -r /x /data", []plugin.Target{{Location: "/x", Arg: "-r /x"}}, ""},
+		{"restic copy --from-repo /s", []plugin.Target{{Location: "/s", Arg: "--from-repo /s", From: true}}, ""},
+		{"restic backup -e r /data", nil, ""},
+		{"restic backup -- -r /x", nil, ""},
+		{"restic backup /data", nil, ""},
+		{"restic --repository-file f backup", nil, "--repository-file"},
+		{"restic --repository-file=f backup", nil, "--repository-file=f"},
+		{"restic copy --from-repository-file f", nil, "--from-repository-file"},
+		{"restic backup -r", nil, "has no value"},
+	} {
+		got, err := (&Plugin{}).Targets(strings.Fields(tc.cmd))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Targets(%q) = %v, %v; want an error containing %q", tc.cmd, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("Targets(%q) = %+v, %v; want %+v", tc.cmd, got, err, tc.want)
+		}
+	}
+	if _, err := (&Plugin{}).Targets([]string{"sh", "-c", "restic -r /x backup"}); !errors.Is(err, plugin.ErrOpaque) {
+		t.Errorf("Targets(sh -c …) error %v, want ErrOpaque", err)
+	}
+}
+
+func TestOwnsEnv(t *testing.T) {
+	for _, name := range []string{"RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE",
+		"RESTIC_PASSWORD_COMMAND", "RESTIC_FROM_REPOSITORY", "RESTIC_FROM_PASSWORD_FILE"} {
+		if !(&Plugin{}).OwnsEnv(name) {
+			t.Errorf("OwnsEnv(%s) = false", name)
+		}
+	}
+	for _, name := range []string{"RESTIC_CACHE_DIR", "RESTIC_COMPRESSION", "AWS_ACCESS_KEY_ID", "REPOSITORY"} {
+		if (&Plugin{}).OwnsEnv(name) {
+			t.Errorf("OwnsEnv(%s) = true", name)
+		}
+	}
+}
+
+func TestNativeLocks(t *testing.T) {
+	p := &Plugin{}
+	l, err := p.ParseLock("abc", []byte(`{"time":"2026-11-29T03:00:00.123456789Z","exclusive":true,"hostname":"hostB","username":"root","pid":4242,"uid":0,"gid":0}`))
+	if err != nil || l.ID != "abc" || l.Host != "hostB" || l.PID != 4242 || !l.Exclusive || l.User != "root" || l.Time.IsZero() {
+		t.Fatalf("ParseLock = %+v, %v", l, err)
+	}
+	if _, err := p.ParseLock("abc", []byte("not json")); err == nil {
+		t.Fatal("ParseLock accepted garbage")
+	}
+	// The listings never take a lock of their own (a read lock would be
+	// refused beside the exclusive lock they describe).
+	for _, argv := range [][]string{p.ListLocks(), p.ShowLock("abc")} {
+		if !slices.Contains(argv, "--no-lock") {
+			t.Errorf("%q runs without --no-lock", argv)
+		}
+	}
+	got := p.FromEnv(plugin.Repository{Location: "/s", PasswordFile: "/pw"})
+	if want := []string{"RESTIC_FROM_PASSWORD_FILE=/pw", "RESTIC_FROM_REPOSITORY=/s"}; !slices.Equal(got, want) {
+		t.Errorf("FromEnv = %q, want %q", got, want)
 	}
 }

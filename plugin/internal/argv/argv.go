@@ -64,3 +64,38 @@ func First(args []string, f Flags, isCommand func(string) bool) (word string, re
 	}
 	return "", nil, false
 }
+
+// Set makes a set of flag names for Flags.Long and Flags.Bool.
+func Set(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// Positionals returns the positional words of args (a subcommand's
+// arguments), skipping flags and the values of those in f; every word
+// after "--" is positional.
+func Positionals(args []string, f Flags) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(out, args[i+1:]...)
+		case strings.HasPrefix(a, "--"):
+			name, _, inline := strings.Cut(a[2:], "=")
+			if !inline && f.Long[name] {
+				i++
+			}
+		case strings.HasPrefix(a, "-") && a != "-":
+			if strings.ContainsRune(f.Short, rune(a[len(a)-1])) && !strings.ContainsAny(a[1:len(a)-1], f.Short) {
+				i++ // "-e X": the value is the next word
+			}
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -84,10 +83,10 @@ func CleanRooted(p string) string {
 // Local is the identity of a repository on a file system path:
 // "TOOL+local://HOST/abs/path", or "TOOL+local:///abs/path" when the path is
 // shared storage reachable under the same path from every host (NFS). A
-// relative p is resolved against dir (the tool's working directory), or the
-// process working directory when dir is empty. Symbolic links are not
+// relative p is resolved against dir. Symbolic links are not
 // resolved: plugins do not touch the file system, and lock_key covers the
-// case.
+// case. dir is the config file's directory; an empty dir refuses relative
+// paths.
 func Local(tool, p, dir, host string, shared bool) (string, error) {
 	if p == "" {
 		return "", errors.New("empty path")
@@ -99,11 +98,9 @@ func Local(tool, p, dir, host string, shared bool) (string, error) {
 	}
 	if !filepath.IsAbs(p) {
 		if dir == "" {
-			wd, err := os.Getwd()
-			if err != nil {
-				return "", fmt.Errorf("make %q absolute: %w", p, err)
-			}
-			dir = wd
+			// Never the working directory: one config must give the same
+			// lock from wherever repolock is started.
+			return "", fmt.Errorf("path %q is relative and there is no config directory to resolve it against; write it absolute", p)
 		}
 		if !filepath.IsAbs(dir) {
 			return "", fmt.Errorf("make %q absolute: working directory %q is not absolute", p, dir)
@@ -138,4 +135,23 @@ func ParseURL(s string) (*url.URL, error) {
 		return nil, errors.New("a '?' or '#' in the URL: percent-encode them in a user name or password")
 	}
 	return u, nil
+}
+
+// IndexOutsideBrackets is the index of the first c in s outside "[...]"
+// (an IPv6 address in a host part), or -1.
+func IndexOutsideBrackets(s string, c byte) int {
+	inBracket := false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[':
+			inBracket = true
+		case ']':
+			inBracket = false
+		case c:
+			if !inBracket {
+				return i
+			}
+		}
+	}
+	return -1
 }

@@ -100,12 +100,33 @@ func TestLocal(t *testing.T) {
 	}
 }
 
-func TestLocalUsesWorkingDirectory(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	got, err := Local("borg", "repo", "", "h", false)
-	if err != nil || got != "borg+local://h"+dir+"/repo" {
-		t.Fatalf("Local(repo) in %s = %q, %v", dir, got, err)
+// A relative path is relative to dir, the config's directory; never to
+// the working directory, so without dir it is refused.
+func TestLocalRelativeToDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if got, err := Local("borg", "repo", "/etc/repolock", "h", false); err != nil || got != "borg+local://h/etc/repolock/repo" {
+		t.Fatalf("Local(repo, /etc/repolock) = %q, %v", got, err)
+	}
+	if got, err := Local("borg", "repo", "", "h", false); err == nil {
+		t.Fatalf("Local(repo) without a dir = %q, want an error", got)
+	}
+}
+
+func TestIndexOutsideBrackets(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		c    byte
+		want int
+	}{
+		{"host:path", ':', 4},
+		{"[::1]:path", ':', 5},
+		{"[::1]/p", '/', 5},
+		{"nohost", ':', -1},
+		{"[::1", ':', -1},
+	} {
+		if got := IndexOutsideBrackets(tc.s, tc.c); got != tc.want {
+			t.Errorf("IndexOutsideBrackets(%q, %q) = %d, want %d", tc.s, tc.c, got, tc.want)
+		}
 	}
 }
 

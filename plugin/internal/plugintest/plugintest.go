@@ -6,13 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
 )
 
 // CheckModes runs p.Mode over cases, command lines (split on spaces) with
 // the mode each implies: an inferable command gives its mode, one mapped to
 // "" an error wrapping plugin.ErrModeNotInferred.
-func CheckModes(t *testing.T, p plugin.Plugin, cases map[string]plugin.Mode) {
+func CheckModes(t *testing.T, p plugin.Plugin, cases map[string]consullock.Mode) {
 	t.Helper()
 	for args, want := range cases {
 		got, err := p.Mode(strings.Fields(args))

@@ -1,4 +1,4 @@
-# want: not a valid lock key
+# want: use only A-Z a-z 0-9
 repository "photos" {
   tool     = "restic"
   location = "/srv/restic/photos"

@@ -1,4 +1,4 @@
-# want: not a valid lock key
+# want: is a path step
 repository "photos" {
   tool     = "restic"
   location = "/srv/restic/photos"

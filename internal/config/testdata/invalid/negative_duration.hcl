@@ -1,4 +1,4 @@
-# want: kill_timeout = "-5s": must not be negative
+# want: kill_timeout (-5s) must not be negative
 lock {
   kill_timeout = "-5s" # <-- error
 }

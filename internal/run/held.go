@@ -1,0 +1,166 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/clock"
+)
+
+// held is the set of locks one command runs under (usually one; two for a
+// restic copy), seen as one lease: its last confirmed renewal is the
+// oldest of theirs, and it is lost when any of them is.
+type held struct {
+	locks   []*consullock.Lock
+	targets []Target
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	leases  chan clock.Boottime
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	timeout time.Duration // bounds each release
+}
+
+func newHeld(targets []Target, locks []*consullock.Lock, timeout time.Duration) *held {
+	h := &held{locks: locks, targets: targets, leases: make(chan clock.Boottime, 1), stop: make(chan struct{}), timeout: timeout}
+	h.ctx, h.cancel = context.WithCancelCause(context.Background())
+	for _, l := range locks {
+		h.wg.Add(1)
+		go h.follow(l)
+	}
+	return h
+}
+
+// follow forwards one lock's renewals and its loss to the set.
+func (h *held) follow(l *consullock.Lock) {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-l.Leases():
+			latest := h.LastSent()
+			select {
+			case <-h.leases:
+			default:
+			}
+			h.leases <- latest
+		case <-l.Context().Done():
+			if cause := context.Cause(l.Context()); errors.Is(cause, consullock.ErrLost) {
+				h.cancel(cause)
+			}
+			return
+		}
+	}
+}
+
+// LastSent is the send time of the oldest last confirmed renewal.
+func (h *held) LastSent() clock.Boottime {
+	oldest := h.locks[0].LastSent()
+	for _, l := range h.locks[1:] {
+		oldest = min(oldest, l.LastSent())
+	}
+	return oldest
+}
+
+// Context is cancelled, with the loss as its cause, when any lock is lost.
+func (h *held) Context() context.Context { return h.ctx }
+
+// Leases delivers LastSent after each confirmed renewal of any lock.
+func (h *held) Leases() <-chan clock.Boottime { return h.leases }
+
+// primary is the lock of the job's own repository.
+func (h *held) primary() (*consullock.Lock, Target) {
+	for i, t := range h.targets {
+		if t.Primary {
+			return h.locks[i], t
+		}
+	}
+	return h.locks[0], h.targets[0]
+}
+
+// release ends every lock, newest first; whatever fails to end expires by TTL.
+func (h *held) release() []error {
+	close(h.stop)
+	var errs []error
+	for i := len(h.locks) - 1; i >= 0; i-- {
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		if err := h.locks[i].Release(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h.targets[i].Key, err))
+		}
+		cancel()
+	}
+	h.wg.Wait()
+	h.cancel(consullock.ErrReleased)
+	return errs
+}
+
+// acquire takes every target's lock in the spec's order, within one wait.
+// A terminating signal while waiting abandons the wait; locks already
+// taken are released.
+func (r *Runner) acquire(ctx context.Context, spec Spec, targets []Target) (*held, error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	var locks []*consullock.Lock
+	go func() {
+		deadline := time.Now().Add(spec.Wait)
+		for _, t := range targets {
+			l, err := consullock.Acquire(actx, r.lockConfig(spec, t, max(time.Until(deadline), 0)))
+			if err != nil {
+				done <- err
+				return
+			}
+			locks = append(locks, l)
+		}
+		done <- nil
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				releaseAll(locks, spec)
+				return nil, err
+			}
+			return newHeld(targets, locks, releaseTimeout(spec)), nil
+		case sig := <-r.Signals:
+			s, _ := sig.(syscall.Signal)
+			if !terminating(s) {
+				r.Log.Info("no command runs yet; signal not forwarded", "signal", signalName(s))
+				continue
+			}
+			cancel()
+			<-done
+			releaseAll(locks, spec)
+			return nil, &InterruptedError{Signal: s, During: "while waiting for the lock"}
+		}
+	}
+}
+
+func releaseAll(locks []*consullock.Lock, spec Spec) {
+	for _, l := range locks {
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout(spec))
+		_ = l.Release(ctx)
+		cancel()
+	}
+}
+
+// releaseTimeout bounds a release: a renewal interval, at least 2s.
+func releaseTimeout(spec Spec) time.Duration { return max(spec.Timing.RenewInterval, 2*time.Second) }
+
+func (r *Runner) lockConfig(spec Spec, t Target, wait time.Duration) consullock.Config {
+	return consullock.Config{
+		Client: r.Client, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode,
+		Lease: spec.Timing.Lease, Wait: wait, Holder: spec.Holder, Logger: r.Log,
+		OnBusy: func(ahead []consullock.Record) {
+			h := ahead[0]
+			r.Log.Info("lock busy; waiting", "key", t.Key, "wait", spec.Wait, "holder",
+				fmt.Sprintf("%s@%s pid %d", h.Holder.User, h.Holder.Host, h.Holder.PID), "holder_mode", h.Mode, "ahead", len(ahead))
+		},
+	}
+}
