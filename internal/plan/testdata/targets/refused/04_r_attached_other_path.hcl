@@ -1,0 +1,11 @@
+# why: attached short flag -r/srv/restic/other names another repository than main (/srv/restic/main)
+repository "main" {
+  tool          = "restic"
+  location      = "/srv/restic/main"
+  password_file = "/secrets/restic-pass"
+}
+
+job "j" {
+  repository = "main"
+  command    = ["restic", "-r/srv/restic/other", "backup", "/data"] # offending
+}
