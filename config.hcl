@@ -46,9 +46,12 @@ repository "photos" {
   password_file = env("RESTIC_PASSWORD_FILE", "/secrets/restic-pass")
   # Explicit lock key instead of the identity derived from location (letters, digits, '.', '_', '-').
   lock_key = "photos"
-  # May repolock clear restic's own locks while it holds the cluster lock exclusively: "never" (default), "stale" or "all".
+  # May repolock clear restic's own locks, under an exclusive cluster lock: "never" (default), "stale" or "all".
+  # With "stale" or "all", a job that exits "native lock busy" (restic 11) is healed and run once more,
+  # and a restic killed by a signal leaves no lock behind. "all" only if every restic of it runs under repolock.
   unlock_native = "stale"
-  # Extra environment for every job on this repository.
+  # Extra environment for every job on this repository; RESTIC_REPOSITORY*, RESTIC_PASSWORD* and
+  # RESTIC_FROM_* are repolock's to set and refused here.
   env = {
     RESTIC_CACHE_DIR = env("RESTIC_CACHE_DIR", "/var/cache/restic")
   }
@@ -58,7 +61,8 @@ repository "photos" {
 repository "archive" {
   # Backup tool: "restic", "borg" or "exec".
   tool = "borg"
-  # Repository location; a local path is bound to this host unless shared_local is true.
+  # Repository location; a local path is bound to this host unless shared_local is true,
+  # and a relative one is relative to this file's directory.
   location = "/mnt/shared/borg/archive"
   # Command printing the passphrase, handed to borg as BORG_PASSCOMMAND (use it or password_file, not both).
   password_command = "cat ${env("BORG_PASSPHRASE_FILE", "/secrets/borg-pass")}"
