@@ -208,3 +208,28 @@ job "prune-a" {
 		}
 	}
 }
+
+// Issue 7: `repolock exec -repository NAME` gets the jobs' target check at
+// run time: a command naming another repository exits 64 naming the
+// conflict, before anything touched Consul.
+func TestExecRepositoryTargetCheck(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	c := srv.Client(t)
+	cfg := writeConfig(t, `
+repository "main" {
+  tool = "restic"
+  location = "/srv/restic/main"
+}
+`)
+	code, out := runRepolock(t, srv.Env(""), "exec", "-config", cfg, "-repository", "main", "--", "restic", "-r", "/srv/restic/other", "snapshots")
+	if code != 64 || !strings.Contains(out, "-r /srv/restic/other") || !strings.Contains(out, `"main"`) {
+		t.Fatalf("exit %d, want 64 naming the conflict:\n%s", code, out)
+	}
+	if pairs, _, _ := c.KV().List("repolock/", nil); len(pairs) != 0 {
+		t.Fatalf("a refused exec wrote to KV: %v", pairs)
+	}
+	code, out = runRepolock(t, srv.Env(""), "exec", "-config", cfg, "-repository", "main", "--", "restic", "--repository-file", "/etc/r", "snapshots")
+	if code != 64 || !strings.Contains(out, "--repository-file") {
+		t.Fatalf("exit %d, want 64 refusing --repository-file:\n%s", code, out)
+	}
+}
