@@ -85,25 +85,33 @@ func procStatAll(pid string) (state byte, ppid, pgid int, ok bool) {
 // descendants lists the processes below root: its children, theirs, and so
 // on. Processes fork and exit meanwhile, so the list is a snapshot; callers
 // that must leave nothing behind repeat until root has no child left. It
-// reads /proc/<pid>/task/<tid>/children and falls back to scanning every
-// /proc/<pid>/stat where the kernel lacks those files.
+// reads /proc/<pid>/task/<tid>/children and falls back to the parent pids
+// of every /proc/<pid>/stat where the kernel lacks those files.
 func descendants(root int) []int {
-	kids, ok := childrenOf(root)
-	if !ok {
-		return descendantsByScan(root)
+	if _, ok := childrenOf(root); !ok {
+		byParent := parentMap()
+		return walk(root, func(pid int) []int { return byParent[pid] })
 	}
+	return walk(root, func(pid int) []int {
+		kids, _ := childrenOf(pid)
+		return kids
+	})
+}
+
+// walk lists the processes below root, breadth first, as children tells.
+func walk(root int, children func(pid int) []int) []int {
 	var out []int
 	seen := map[int]bool{root: true}
-	for len(kids) > 0 {
-		pid := kids[0]
-		kids = kids[1:]
+	queue := children(root)
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
 		if seen[pid] {
 			continue
 		}
 		seen[pid] = true
 		out = append(out, pid)
-		more, _ := childrenOf(pid)
-		kids = append(kids, more...)
+		queue = append(queue, children(pid)...)
 	}
 	return out
 }
@@ -140,9 +148,8 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// descendantsByScan finds the descendants of root from the parent pid of
-// every process in /proc.
-func descendantsByScan(root int) []int {
+// parentMap maps each parent pid to its children, from every /proc/<pid>/stat.
+func parentMap() map[int][]int {
 	names, err := readProcNames()
 	if err != nil {
 		return nil
@@ -154,20 +161,7 @@ func descendantsByScan(root int) []int {
 			byParent[ppid] = append(byParent[ppid], pid)
 		}
 	}
-	var out []int
-	seen := map[int]bool{root: true}
-	queue := byParent[root]
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		out = append(out, pid)
-		queue = append(queue, byParent[pid]...)
-	}
-	return out
+	return byParent
 }
 
 // readProcNames lists the numeric entries of /proc.

@@ -265,7 +265,8 @@ echo ready > "$D/ready"; wait`, nil)
 	inner := waitPidFile(t, filepath.Join(dir, "inner"))
 	waitFile(t, filepath.Join(dir, "ready"), 5*time.Second)
 	// The middle shell and, below it, the sleep.
-	viaChildren, viaScan := descendants(p.Pid()), descendantsByScan(p.Pid())
+	byParent := parentMap()
+	viaChildren, viaScan := descendants(p.Pid()), walk(p.Pid(), func(pid int) []int { return byParent[pid] })
 	slices.Sort(viaChildren)
 	slices.Sort(viaScan)
 	if len(viaChildren) != 2 || !slices.Contains(viaChildren, inner) || !slices.Equal(viaChildren, viaScan) {
