@@ -101,6 +101,10 @@ func TestExplicitLockKey(t *testing.T) {
 		{"..", false},
 		{"photos/nightly", false},
 		{"photos nightly", false},
+		{"a/b", false},
+		{"a b", false},
+		{"../x", false},
+		{"x\n", false},
 		{"photös", false},
 		{"a:b", false},
 		{strings.Repeat("k", consullock.MaxKeyLen), true},
@@ -110,6 +114,94 @@ func TestExplicitLockKey(t *testing.T) {
 		if (err == nil) != tc.ok || (tc.ok && got != tc.key) {
 			t.Errorf("LockKey(lock_key %q) = %q, %v; want ok=%v and the key unchanged", tc.key, got, err, tc.ok)
 		}
+		// A refused key is refused before the tool is looked up: the error
+		// is about the key, not about an unknown tool.
+		if !tc.ok {
+			_, err := plugin.LockKey(plugin.Repository{Tool: "no-such-tool", LockKey: tc.key})
+			if err == nil || !strings.Contains(err.Error(), "lock key") {
+				t.Errorf("LockKey(lock_key %q, unknown tool) error %v, want one about the lock key", tc.key, err)
+			}
+		}
+	}
+
+	// An empty LockKey is not an explicit key: it means "derive one".
+	got, err := plugin.LockKey(plugin.Repository{Tool: "fake-a", Location: "x", LockKey: ""})
+	if err != nil || got != plugin.KeyFromIdentity("x") {
+		t.Errorf("LockKey(lock_key \"\") = %q, %v; want the key derived from the identity", got, err)
+	}
+	if err := consullock.CheckKey(plugin.KeyFromIdentity("x")); err != nil {
+		t.Errorf("derived key refused by consullock.CheckKey: %v", err)
+	}
+}
+
+func TestRunsTool(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"restic"}, true},
+		{[]string{"restic", "backup", "/d"}, true},
+		{[]string{"/usr/local/bin/restic", "backup"}, true},
+		{[]string{"./restic", "prune"}, true},
+		{nil, false},
+		{[]string{}, false},
+		{[]string{""}, false},
+		{[]string{"restic-0.18", "backup"}, false},
+		{[]string{"sh", "-c", "restic backup /d"}, false},
+		{[]string{"nice", "restic", "backup"}, false},
+		{[]string{"/opt/restic/bin"}, false},
+		{[]string{"Restic"}, false},
+	} {
+		err := plugin.RunsTool("restic", tc.args)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("RunsTool(restic, %q) = %v, want nil", tc.args, err)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, plugin.ErrModeNotInferred) {
+			t.Errorf("RunsTool(restic, %q) = %v, want an error wrapping ErrModeNotInferred", tc.args, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "restic: ") {
+			t.Errorf("RunsTool(restic, %q) error %q does not name the tool", tc.args, err)
+		}
+	}
+	// The error names the program that does run.
+	if err := plugin.RunsTool("borg", []string{"/bin/sh", "-c", "borg list"}); err == nil || !strings.Contains(err.Error(), `"sh"`) {
+		t.Errorf("RunsTool(borg, sh …) error %v, want it to name \"sh\"", err)
+	}
+}
+
+// failing is a plugin whose Identity always fails, for IdentityOf.
+type failing struct{ fake }
+
+var errNoIdentity = errors.New("no identity here")
+
+func (failing) Identity(plugin.Repository) (string, error) { return "", errNoIdentity }
+
+func TestIdentityOf(t *testing.T) {
+	id, err := plugin.IdentityOf(fake{"fake-a"}, plugin.Repository{Name: "photos", Location: "restic+sftp://nas/srv/r"})
+	if err != nil || id != "restic+sftp://nas/srv/r" {
+		t.Fatalf("IdentityOf = %q, %v; want the plugin's identity", id, err)
+	}
+
+	r := plugin.Repository{Name: "photos", Location: "rest:https://u:s3cr3t@host/p"}
+	id, err = plugin.IdentityOf(failing{fake{"tool-x"}}, r)
+	if err == nil || id != "" {
+		t.Fatalf("IdentityOf = %q, %v; want an error", id, err)
+	}
+	if !errors.Is(err, errNoIdentity) {
+		t.Errorf("IdentityOf error %v does not wrap the plugin's error", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"tool-x: ", `repository "photos"`, plugin.Redact(r.Location), errNoIdentity.Error()} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("IdentityOf error %q does not contain %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "s3cr3t") {
+		t.Errorf("IdentityOf error %q leaks the password", msg)
 	}
 }
 func TestKeyFromIdentity(t *testing.T) {

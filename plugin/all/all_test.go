@@ -1,6 +1,7 @@
 package all_test
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -167,5 +168,78 @@ func TestExplicitLockKeyOverrides(t *testing.T) {
 	key, err = plugin.LockKey(plugin.Repository{Tool: "restic", Location: "sftp:u@nas:/srv/restic/photos"})
 	if err != nil || !strings.HasPrefix(key, "restic-sftp-nas-srv-restic-photos-") {
 		t.Fatalf("derived LockKey = %q, %v", key, err)
+	}
+}
+
+// TestContracts checks, for every registered plugin, what the callers rely
+// on across tools.
+func TestContracts(t *testing.T) {
+	r := plugin.Repository{Name: "r", Location: "/srv/r", PasswordFile: "/pw", PasswordCommand: "pass show r", Host: "node1", BaseDir: "/etc/repolock"}
+	for _, tool := range plugin.Tools() {
+		p, err := plugin.Get(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(tool, func(t *testing.T) {
+			// A wrapper hides the command: nothing can be checked.
+			if got, err := p.Targets([]string{"sh", "-c", tool + " -r /x backup"}); !errors.Is(err, plugin.ErrOpaque) || got != nil {
+				t.Errorf("Targets(sh -c …) = %+v, %v; want ErrOpaque", got, err)
+			}
+			// Env is sorted, credential-free in argv, and has no variable twice.
+			env := p.Env(r)
+			if !slices.IsSorted(env) {
+				t.Errorf("Env = %q, not sorted", env)
+			}
+			seen := map[string]bool{}
+			for _, e := range env {
+				name, _, ok := strings.Cut(e, "=")
+				if !ok || name == "" || seen[name] {
+					t.Errorf("Env entry %q is malformed or repeated", e)
+				}
+				seen[name] = true
+			}
+			// The unlock command runs the tool itself, names no repository
+			// (it gets one from Env) and carries no secret.
+			for _, policy := range plugin.UnlockPolicies() {
+				args := p.UnlockCommand(policy)
+				if args == nil {
+					continue
+				}
+				if policy == plugin.UnlockNever {
+					t.Errorf("UnlockCommand(never) = %q, want nil", args)
+				}
+				if err := plugin.RunsTool(tool, args); err != nil {
+					t.Errorf("UnlockCommand(%s) = %q: %v", policy, args, err)
+				}
+				if targets, err := p.Targets(args); err != nil || len(targets) != 0 {
+					t.Errorf("UnlockCommand(%s) = %q names a repository: %+v, %v", policy, args, targets, err)
+				}
+				if strings.Contains(strings.Join(args, " "), "/pw") || strings.Contains(strings.Join(args, " "), "/srv/r") {
+					t.Errorf("UnlockCommand(%s) = %q carries the location or a secret", policy, args)
+				}
+			}
+			// Only restic reads a second repository and lists its locks.
+			_, copier := p.(plugin.Copier)
+			_, lister := p.(plugin.LockLister)
+			if want := tool == "restic"; copier != want || lister != want {
+				t.Errorf("Copier = %v, LockLister = %v; want %v for both", copier, lister, want)
+			}
+		})
+	}
+}
+
+// A relative location without a config directory is refused by every
+// tool that takes local paths, through LockKey as well.
+func TestRelativeLocationNeedsBaseDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for tool, loc := range map[string]string{"restic": "repo", "borg": "repo", "exec": "./repo"} {
+		r := plugin.Repository{Name: "r", Tool: tool, Location: loc, Host: "node1"}
+		if key, err := plugin.LockKey(r); err == nil || !strings.Contains(err.Error(), "relative") {
+			t.Errorf("%s: LockKey(%q) without a BaseDir = %q, %v; want an error about a relative path", tool, loc, key, err)
+		}
+		r.BaseDir = "/etc/repolock"
+		if _, err := plugin.LockKey(r); err != nil {
+			t.Errorf("%s: LockKey(%q) with a BaseDir: %v", tool, loc, err)
+		}
 	}
 }

@@ -274,6 +274,28 @@ func TestTargets(t *testing.T) {
 		"borg create --comment c::d ::a /data":    nil,
 		"borg -- create /srv/b::a /data":          {"/srv/b"},
 		"borg create /srv/b::a -- /data::notrepo": {"/srv/b", "/data"},
+		"borg with-lock /srv/b rsync -a /x /y":    {"/srv/b"},
+		"borg with-lock /srv/b borg list /srv/c":  {"/srv/b"}, // the wrapped command is borg's business
+		"borg with-lock /srv/b cp /srv/c::a /y":   {"/srv/b"}, // even where a word looks like REPO::ARCHIVE
+		"borg init -e repokey /srv/b":             {"/srv/b"}, // -e's value is not the repository
+		"borg init --encryption=repokey /srv/b":   {"/srv/b"},
+		"borg check --max-duration 60 /srv/b":     {"/srv/b"},
+		"borg prune --keep-within 2d u@h:rel":     {"u@h:rel"},
+		"borg break-lock /srv/b":                  {"/srv/b"},
+		"borg list /srv/b::a":                     {"/srv/b"},
+		"borg diff /srv/b::a b":                   {"/srv/b"},
+		"borg rename /srv/b::a b":                 {"/srv/b"},
+		"borg info":                               nil,
+		"borg list --short":                       nil,
+		"borg extract /srv/b::a home/u":           {"/srv/b"},
+		"borg export-tar /srv/b::a /tmp/a.tar":    {"/srv/b"},
+		"borg create ::a /srv/x":                  nil, // a source path is no repository
+		"borg create ::a /srv/b::x":               {"/srv/b"},
+		"/usr/bin/borg list /srv/b":               {"/srv/b"},
+		"borg --lock-w 5 list /srv/b":             {"/srv/b"}, // abbreviation: 5 is a value
+		"borg":                                    nil,
+		"borg --lock-wait 5":                      nil,
+		"borg -V":                                 nil,
 	} {
 		got, err := (&Plugin{}).Targets(strings.Fields(cmd))
 		var locs []string
@@ -284,15 +306,96 @@ func TestTargets(t *testing.T) {
 			t.Errorf("Targets(%q) = %q, %v; want %q", cmd, locs, err, want)
 		}
 	}
-	if _, err := (&Plugin{}).Targets([]string{"bash", "-c", "borg create ::a /d"}); !errors.Is(err, plugin.ErrOpaque) {
-		t.Errorf("Targets(bash -c …) error %v, want ErrOpaque", err)
+	for _, args := range [][]string{
+		{"bash", "-c", "borg create ::a /d"},
+		{"bash", "-c", "borg"},
+		{"borgmatic", "create"},
+		nil,
+	} {
+		if got, err := (&Plugin{}).Targets(args); !errors.Is(err, plugin.ErrOpaque) || got != nil {
+			t.Errorf("Targets(%q) = %+v, %v; want ErrOpaque", args, got, err)
+		}
+	}
+}
+
+// A target records how the command names it, archive included, for messages.
+func TestTargetsArg(t *testing.T) {
+	for cmd, want := range map[string][]plugin.Target{
+		"borg create /srv/b::a /data":     {{Location: "/srv/b", Arg: "/srv/b::a"}},
+		"borg prune --keep-last 3 /srv/b": {{Location: "/srv/b", Arg: "/srv/b"}},
+		"borg create ssh://h/srv/b::x /d": {{Location: "ssh://h/srv/b", Arg: "ssh://h/srv/b::x"}},
+		"borg mount /srv/b /mnt":          {{Location: "/srv/b", Arg: "/srv/b"}},
+	} {
+		got, err := (&Plugin{}).Targets(strings.Fields(cmd))
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("Targets(%q) = %+v, %v; want %+v", cmd, got, err, want)
+		}
+	}
+}
+
+// Env's repository and password variables are ones OwnsEnv claims, so a
+// job's env cannot replace them; BORG_EXIT_CODES only sets the exit-code
+// style and is not.
+func TestEnvIsOwned(t *testing.T) {
+	p := &Plugin{}
+	for _, r := range []plugin.Repository{
+		{Location: "/srv/b"},
+		{Location: "/srv/b", PasswordFile: "/pw"},
+		{Location: "/srv/b", PasswordCommand: "pass show b"},
+	} {
+		env := p.Env(r)
+		if !slices.IsSorted(env) {
+			t.Errorf("Env(%+v) = %q, not sorted", r, env)
+		}
+		for _, e := range env {
+			name, _, _ := strings.Cut(e, "=")
+			if owned := p.OwnsEnv(name); owned != (name != "BORG_EXIT_CODES") {
+				t.Errorf("Env(%+v) sets %s; OwnsEnv = %v", r, name, owned)
+			}
+		}
+	}
+}
+
+// Without a BaseDir a relative local path is refused.
+func TestRelativeWithoutBaseDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, loc := range []string{"repo", "./repo", "../repo", "photos/2024:old"} {
+		if got, err := (&Plugin{}).Identity(plugin.Repository{Location: loc, Host: "h"}); err == nil || !strings.Contains(err.Error(), "relative") {
+			t.Errorf("Identity(%q) without a BaseDir = %q, %v; want an error about a relative path", loc, got, err)
+		}
+	}
+	got, err := (&Plugin{}).Identity(plugin.Repository{Location: "repo", Host: "h", BaseDir: "/etc/repolock"})
+	if want := "borg+local://h/etc/repolock/repo"; err != nil || got != want {
+		t.Errorf("Identity(repo) with BaseDir = %q, %v; want %q", got, err, want)
+	}
+	for _, loc := range []string{"/srv/b", "file:///srv/b"} {
+		if got, err := (&Plugin{}).Identity(plugin.Repository{Location: loc, Host: "h"}); err != nil || got != "borg+local://h/srv/b" {
+			t.Errorf("Identity(%q) without a BaseDir = %q, %v", loc, got, err)
+		}
+	}
+	// Remote paths relative to a home directory do not need a BaseDir.
+	if got, err := (&Plugin{}).Identity(plugin.Repository{Location: "u@nas:rel", Host: "h"}); err != nil || got != "borg+ssh://nas/~u/rel" {
+		t.Errorf("Identity(u@nas:rel) without a BaseDir = %q, %v", got, err)
+	}
+}
+
+// borg reads no second repository and cannot list its locks: the caller
+// must find neither interface.
+func TestNoOptionalInterfaces(t *testing.T) {
+	var p plugin.Plugin = &Plugin{}
+	if _, ok := p.(plugin.Copier); ok {
+		t.Error("borg implements plugin.Copier")
+	}
+	if _, ok := p.(plugin.LockLister); ok {
+		t.Error("borg implements plugin.LockLister")
 	}
 }
 
 func TestOwnsEnv(t *testing.T) {
 	for name, want := range map[string]bool{"BORG_REPO": true, "BORG_PASSPHRASE": true, "BORG_PASSCOMMAND": true,
 		"BORG_PASSPHRASE_FD": true, "BORG_NEW_PASSPHRASE": true, "BORG_OTHER_REPO": true,
-		"BORG_RSH": false, "BORG_BASE_DIR": false, "BORG_HOSTNAME_IS_UNIQUE": false} {
+		"BORG_RSH": false, "BORG_BASE_DIR": false, "BORG_HOSTNAME_IS_UNIQUE": false,
+		"BORG_EXIT_CODES": false, "BORG_REPO_X": false, "REPO": false, "borg_repo": false, "": false} {
 		if got := (&Plugin{}).OwnsEnv(name); got != want {
 			t.Errorf("OwnsEnv(%s) = %v, want %v", name, got, want)
 		}

@@ -98,3 +98,58 @@ func TestUnlockCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnsEnv(t *testing.T) {
+	for _, name := range []string{"REPOLOCK_LOCATION", "RESTIC_REPOSITORY", "BORG_REPO", "BORG_PASSPHRASE", "PGPASSWORD", ""} {
+		if (&Plugin{}).OwnsEnv(name) {
+			t.Errorf("OwnsEnv(%q) = true; exec owns no variable", name)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	for _, args := range [][]string{
+		nil,
+		{"pg_dump", "-f", "x"},
+		{"restic", "-r", "/x", "backup"}, // even a known tool: exec does not look inside
+		{"sh", "-c", "borg list /srv/b"},
+	} {
+		got, err := (&Plugin{}).Targets(args)
+		if !errors.Is(err, plugin.ErrOpaque) || got != nil {
+			t.Errorf("Targets(%q) = %+v, %v; want ErrOpaque", args, got, err)
+		}
+	}
+}
+
+// Without a BaseDir a relative local path is refused.
+func TestRelativeWithoutBaseDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, loc := range []string{".", "..", "./dumps", "../dumps"} {
+		if got, err := (&Plugin{}).Identity(plugin.Repository{Location: loc, Host: "h"}); err == nil || !strings.Contains(err.Error(), "relative") {
+			t.Errorf("Identity(%q) without a BaseDir = %q, %v; want an error about a relative path", loc, got, err)
+		}
+	}
+	for loc, want := range map[string]string{
+		"./dumps": "exec+local://h/etc/repolock/dumps",
+		".":       "exec+local://h/etc/repolock",
+		"..":      "exec+local://h/etc",
+	} {
+		if got, err := (&Plugin{}).Identity(plugin.Repository{Location: loc, Host: "h", BaseDir: "/etc/repolock"}); err != nil || got != want {
+			t.Errorf("Identity(%q) with BaseDir = %q, %v; want %q", loc, got, err, want)
+		}
+	}
+	// A plain name is no path: the same on every host, no BaseDir needed.
+	if got, err := (&Plugin{}).Identity(plugin.Repository{Location: "dumps"}); err != nil || got != "exec:dumps" {
+		t.Errorf("Identity(dumps) without a BaseDir = %q, %v", got, err)
+	}
+}
+
+func TestNoOptionalInterfaces(t *testing.T) {
+	var p plugin.Plugin = &Plugin{}
+	if _, ok := p.(plugin.Copier); ok {
+		t.Error("exec implements plugin.Copier")
+	}
+	if _, ok := p.(plugin.LockLister); ok {
+		t.Error("exec implements plugin.LockLister")
+	}
+}

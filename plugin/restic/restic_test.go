@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/plugin"
@@ -296,6 +297,23 @@ func TestTargets(t *testing.T) {
 		{"restic -vr /x backup", []plugin.Target{{Location: "/x", Arg: "-vr /x"}}, ""},
 		{"restic backup -r /x /data", []plugin.Target{{Location: "/x", Arg: "-r /x"}}, ""},
 		{"restic copy --from-repo /s", []plugin.Target{{Location: "/s", Arg: "--from-repo /s", From: true}}, ""},
+		{"restic copy --from-repo=/s", []plugin.Target{{Location: "/s", Arg: "--from-repo=/s", From: true}}, ""},
+		{"restic -r /x copy --from-repo /s", []plugin.Target{{Location: "/x", Arg: "-r /x"}, {Location: "/s", Arg: "--from-repo /s", From: true}}, ""},
+		{"restic -r /x backup", []plugin.Target{{Location: "/x", Arg: "-r /x"}}, ""},
+		{"/usr/bin/restic -r /x backup", []plugin.Target{{Location: "/x", Arg: "-r /x"}}, ""},
+		{"restic -r sftp:u@h:/srv/r -r /y backup", []plugin.Target{{Location: "sftp:u@h:/srv/r", Arg: "-r sftp:u@h:/srv/r"}, {Location: "/y", Arg: "-r /y"}}, ""},
+		{"restic -vr=/x backup", []plugin.Target{{Location: "/x", Arg: "-vr=/x"}}, ""},
+		{"restic -pr backup", nil, ""}, // "r" is -p's value (password file)
+		{"restic -r -- backup", []plugin.Target{{Location: "--", Arg: "-r --"}}, ""}, // a flag's value, not the end of flags
+		{"restic backup -- -r", nil, ""},
+		{"restic --repo-x /x backup", nil, ""}, // not --repo
+		{"restic --verbose backup", nil, ""},
+		{"restic", nil, ""},
+		{"restic -r", nil, "has no value"},
+		{"restic --repo", nil, "has no value"},
+		{"restic copy --from-repo", nil, "has no value"},
+		{"restic copy --from-repository-file=f", nil, "--from-repository-file=f"},
+		{"restic -r /x --repository-file f backup", nil, "--repository-file"}, // refused even beside -r
 		{"restic backup -e r /data", nil, ""},
 		{"restic backup -- -r /x", nil, ""},
 		{"restic backup /data", nil, ""},
@@ -315,19 +333,28 @@ func TestTargets(t *testing.T) {
 			t.Errorf("Targets(%q) = %+v, %v; want %+v", tc.cmd, got, err, tc.want)
 		}
 	}
-	if _, err := (&Plugin{}).Targets([]string{"sh", "-c", "restic -r /x backup"}); !errors.Is(err, plugin.ErrOpaque) {
-		t.Errorf("Targets(sh -c …) error %v, want ErrOpaque", err)
+	for _, args := range [][]string{
+		{"sh", "-c", "restic -r /x backup"},
+		{"restic-0.18", "-r", "/x", "backup"},
+		{"nice", "restic", "-r", "/x", "backup"},
+		nil,
+	} {
+		if got, err := (&Plugin{}).Targets(args); !errors.Is(err, plugin.ErrOpaque) || got != nil {
+			t.Errorf("Targets(%q) = %+v, %v; want ErrOpaque", args, got, err)
+		}
 	}
 }
 
 func TestOwnsEnv(t *testing.T) {
 	for _, name := range []string{"RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE",
-		"RESTIC_PASSWORD_COMMAND", "RESTIC_FROM_REPOSITORY", "RESTIC_FROM_PASSWORD_FILE"} {
+		"RESTIC_PASSWORD_COMMAND", "RESTIC_FROM_REPOSITORY", "RESTIC_FROM_PASSWORD_FILE",
+		"RESTIC_FROM_REPOSITORY_FILE", "RESTIC_FROM_PASSWORD", "RESTIC_FROM_PASSWORD_COMMAND"} {
 		if !(&Plugin{}).OwnsEnv(name) {
 			t.Errorf("OwnsEnv(%s) = false", name)
 		}
 	}
-	for _, name := range []string{"RESTIC_CACHE_DIR", "RESTIC_COMPRESSION", "AWS_ACCESS_KEY_ID", "REPOSITORY"} {
+	for _, name := range []string{"RESTIC_CACHE_DIR", "RESTIC_COMPRESSION", "AWS_ACCESS_KEY_ID", "REPOSITORY",
+		"RESTIC_KEY_HINT", "RESTIC_HOST", "RESTIC_PACK_SIZE", "restic_repository", "RESTIC_", "FROM_REPOSITORY", ""} {
 		if (&Plugin{}).OwnsEnv(name) {
 			t.Errorf("OwnsEnv(%s) = true", name)
 		}
@@ -353,5 +380,143 @@ func TestNativeLocks(t *testing.T) {
 	got := p.FromEnv(plugin.Repository{Location: "/s", PasswordFile: "/pw"})
 	if want := []string{"RESTIC_FROM_PASSWORD_FILE=/pw", "RESTIC_FROM_REPOSITORY=/s"}; !slices.Equal(got, want) {
 		t.Errorf("FromEnv = %q, want %q", got, want)
+	}
+}
+
+// Everything Env and FromEnv set is a variable OwnsEnv claims, so nothing
+// from a job's env or repolock's own environment can override it, and the
+// entries come sorted.
+func TestEnvIsOwned(t *testing.T) {
+	p := &Plugin{}
+	for _, r := range []plugin.Repository{
+		{Location: "/srv/r"},
+		{Location: "/srv/r", PasswordFile: "/pw"},
+		{Location: "/srv/r", PasswordCommand: "pass show r"},
+		{Location: "/srv/r", PasswordFile: "/pw", PasswordCommand: "pass show r"},
+	} {
+		for what, env := range map[string][]string{"Env": p.Env(r), "FromEnv": p.FromEnv(r)} {
+			if !slices.IsSorted(env) {
+				t.Errorf("%s(%+v) = %q, not sorted", what, r, env)
+			}
+			for _, e := range env {
+				name, _, ok := strings.Cut(e, "=")
+				if !ok || !p.OwnsEnv(name) {
+					t.Errorf("%s(%+v) sets %q, which OwnsEnv does not claim", what, r, e)
+				}
+			}
+		}
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    plugin.Repository
+		want []string
+	}{
+		{"password file", plugin.Repository{Location: "/s", PasswordFile: "/pw"},
+			[]string{"RESTIC_FROM_PASSWORD_FILE=/pw", "RESTIC_FROM_REPOSITORY=/s"}},
+		{"password command", plugin.Repository{Location: "sftp:u@h:/s", PasswordCommand: "pass show s"},
+			[]string{"RESTIC_FROM_PASSWORD_COMMAND=pass show s", "RESTIC_FROM_REPOSITORY=sftp:u@h:/s"}},
+		{"no password source", plugin.Repository{Location: "/s"},
+			[]string{"RESTIC_FROM_REPOSITORY=/s"}},
+		{"nothing else leaks in", plugin.Repository{Name: "n", Tool: "restic", Location: "/s", LockKey: "k", UnlockNative: "all", Host: "h", BaseDir: "/etc"},
+			[]string{"RESTIC_FROM_REPOSITORY=/s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&Plugin{}).FromEnv(tc.r); !slices.Equal(got, tc.want) {
+				t.Fatalf("FromEnv = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseLock(t *testing.T) {
+	when := time.Date(2026, 11, 29, 3, 0, 0, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name string
+		out  string
+		want consullock.NativeLock
+		err  bool
+	}{
+		{
+			"exclusive lock",
+			`{"time":"2026-11-29T03:00:00.123456789Z","exclusive":true,"hostname":"hostB","username":"root","pid":4242,"uid":0,"gid":0}`,
+			consullock.NativeLock{ID: "abc", Host: "hostB", User: "root", PID: 4242, Time: when, Exclusive: true},
+			false,
+		},
+		{
+			"shared lock, other fields ignored",
+			"{\n  \"time\": \"2026-11-29T03:00:00.123456789Z\",\n  \"exclusive\": false,\n  \"hostname\": \"hostA\",\n  \"username\": \"backup\",\n  \"pid\": 7,\n  \"uid\": 1000,\n  \"gid\": 1000,\n  \"new_field\": [1]\n}\n",
+			consullock.NativeLock{ID: "abc", Host: "hostA", User: "backup", PID: 7, Time: when},
+			false,
+		},
+		{"empty object", `{}`, consullock.NativeLock{ID: "abc"}, false},
+		{"not JSON", "not json", consullock.NativeLock{}, true},
+		{"empty output", "", consullock.NativeLock{}, true},
+		{"truncated", `{"time":"2026-11-29T03:00:00Z","exclusive":tr`, consullock.NativeLock{}, true},
+		{"wrong type", `{"pid":"4242"}`, consullock.NativeLock{}, true},
+		{"bad time", `{"time":"yesterday"}`, consullock.NativeLock{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := (&Plugin{}).ParseLock("abc", []byte(tc.out))
+			if tc.err {
+				if err == nil {
+					t.Fatalf("ParseLock = %+v, want an error", got)
+				}
+				if !strings.Contains(err.Error(), "abc") {
+					t.Errorf("ParseLock error %q does not name the lock", err)
+				}
+				return
+			}
+			if err != nil || got != tc.want || !got.Time.Equal(tc.want.Time) {
+				t.Fatalf("ParseLock = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLockListing(t *testing.T) {
+	p := &Plugin{}
+	if got, want := p.ListLocks(), []string{"restic", "--no-lock", "list", "locks"}; !slices.Equal(got, want) {
+		t.Errorf("ListLocks() = %q, want %q", got, want)
+	}
+	if got, want := p.ShowLock("0123abcd"), []string{"restic", "--no-lock", "cat", "lock", "0123abcd"}; !slices.Equal(got, want) {
+		t.Errorf("ShowLock() = %q, want %q", got, want)
+	}
+	// What repolock runs must not take the native lock it is about to
+	// clear, and runs unlocked under any mode check.
+	for _, args := range [][]string{p.ListLocks(), p.ShowLock("x")} {
+		if m, err := p.Mode(args); err != nil || m != consullock.Shared {
+			t.Errorf("Mode(%q) = %q, %v; want shared", args, m, err)
+		}
+		if targets, err := p.Targets(args); err != nil || targets != nil {
+			t.Errorf("Targets(%q) = %+v, %v; want none (the repository comes from Env)", args, targets, err)
+		}
+	}
+}
+
+// restic is the one tool that reads a second repository and lists its own
+// locks; the caller finds both by type assertion.
+var (
+	_ plugin.Plugin     = (*Plugin)(nil)
+	_ plugin.Copier     = (*Plugin)(nil)
+	_ plugin.LockLister = (*Plugin)(nil)
+)
+
+// Without a BaseDir every relative spelling of a local path is refused, and
+// an absolute one is still fine.
+func TestRelativeWithoutBaseDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, loc := range []string{"repo", "./repo", "../repo", "local:repo", "local:../repo"} {
+		if got, err := (&Plugin{}).Identity(plugin.Repository{Location: loc, Host: "h"}); err == nil || !strings.Contains(err.Error(), "relative") {
+			t.Errorf("Identity(%q) without a BaseDir = %q, %v; want an error about a relative path", loc, got, err)
+		}
+		if got, err := (&Plugin{}).Identity(plugin.Repository{Location: loc, Host: "h", SharedLocal: true}); err == nil {
+			t.Errorf("Identity(%q, shared) without a BaseDir = %q, want an error", loc, got)
+		}
+	}
+	if got, err := (&Plugin{}).Identity(plugin.Repository{Location: "local:/srv/r", Host: "h"}); err != nil || got != "restic+local://h/srv/r" {
+		t.Errorf("Identity(local:/srv/r) without a BaseDir = %q, %v", got, err)
 	}
 }

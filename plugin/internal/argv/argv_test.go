@@ -59,3 +59,57 @@ func TestFirstDoesNotModifyArgs(t *testing.T) {
 		t.Fatalf("args changed to %q", args)
 	}
 }
+
+func TestPositionals(t *testing.T) {
+	flags := Flags{
+		Long:  Set("keep-last", "exclude"),
+		Short: "ed",
+		Bool:  Set("stats"), // Positionals needs no Bool: unknown flags take no value
+	}
+	for _, tc := range []struct {
+		args string
+		want []string
+	}{
+		{"", nil},
+		{"/srv/b /data", []string{"/srv/b", "/data"}},
+		{"--keep-last 3 /srv/b", []string{"/srv/b"}},  // the value is skipped
+		{"/srv/b --keep-last 3", []string{"/srv/b"}},  // after the positional, too
+		{"--keep-last=3 /srv/b", []string{"/srv/b"}},  // inline value
+		{"--keep-last", nil},                          // value missing at the end
+		{"--stats /srv/b", []string{"/srv/b"}},        // known boolean
+		{"--other v /srv/b", []string{"v", "/srv/b"}}, // unknown long flag: no value
+		{"-e x /srv/b", []string{"/srv/b"}},           // short flag, separate value
+		{"-ex /srv/b", []string{"/srv/b"}},            // short flag, attached value
+		{"-d7 /srv/b", []string{"/srv/b"}},            // attached digits
+		{"-ve x /srv/b", []string{"/srv/b"}},          // bundle ending in a value flag
+		{"-ev /srv/b", []string{"/srv/b"}},            // "v" is -e's value
+		{"-ee /srv/b", []string{"/srv/b"}},            // the second e is the first's value
+		{"-e", nil},                                   // value missing at the end
+		{"-v /srv/b", []string{"/srv/b"}},             // unknown short flag: no value
+		{"- /srv/b", []string{"-", "/srv/b"}},         // "-" (stdin) is positional
+		{"a -- -e b", []string{"a", "-e", "b"}},       // everything after -- is positional
+		{"-x -- --", []string{"--"}},                  // including a second --
+		{"-- ", nil},                                  // nothing after --
+		{"--keep-last 3 -- --keep-last", []string{"--keep-last"}},
+	} {
+		args := strings.Fields(tc.args)
+		orig := slices.Clone(args)
+		got := Positionals(args, flags)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Positionals(%q) = %q, want %q", tc.args, got, tc.want)
+		}
+		if !slices.Equal(args, orig) {
+			t.Errorf("Positionals(%q) changed its input to %q", tc.args, args)
+		}
+	}
+}
+
+func TestSet(t *testing.T) {
+	s := Set("repo", "cache-dir", "repo")
+	if len(s) != 2 || !s["repo"] || !s["cache-dir"] || s["verbose"] {
+		t.Fatalf("Set = %v, want exactly repo and cache-dir", s)
+	}
+	if s := Set(); s == nil || len(s) != 0 {
+		t.Fatalf("Set() = %#v, want an empty, usable map", s)
+	}
+}
