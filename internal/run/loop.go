@@ -129,12 +129,21 @@ func (w *watch) checkSoft() {
 	}
 }
 
+// forward passes a signal to the command's group. A terminating one is a
+// stop request: the guard SIGKILLs whatever is left after the kill
+// timeout, so the run ends, releases and records its end on repolock's
+// clock rather than at its supervisor's SIGKILL.
 func (w *watch) forward(s syscall.Signal) {
 	w.log.Info("forwarding signal to the command's process group", "signal", signalName(s))
-	if err := w.proc.Signal(s); err != nil && !errors.Is(err, supervise.ErrDone) {
-		w.log.Warn("forwarding signal failed", "error", err)
-	}
+	send := w.proc.Signal
 	if terminating(s) {
+		send = w.proc.Interrupt
+		if w.out.forwarded == 0 {
+			w.log.Info("the command is SIGKILLed if it has not stopped in time", "kill_timeout", w.tm.KillTimeout)
+		}
 		w.out.forwarded = s
+	}
+	if err := send(s); err != nil && !errors.Is(err, supervise.ErrDone) {
+		w.log.Warn("forwarding signal failed", "error", err)
 	}
 }

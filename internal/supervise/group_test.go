@@ -321,3 +321,25 @@ while :; do sleep 1 & wait; done`, nil)
 		t.Errorf("escapee %d still exists after Done", spid)
 	}
 }
+
+// Interrupt forwards the signal and, when the command ignores it, SIGKILLs
+// the group after the kill timeout (not twice the timeout, and not never).
+func TestInterruptEscalates(t *testing.T) {
+	t.Parallel()
+	p, dir := shell(t, `trap 'echo got >> "$D/int"' INT; echo ready > "$D/ready"; while :; do sleep 0.05; done`,
+		func(s *Spec) { s.KillTimeout = 300 * time.Millisecond })
+	waitFile(t, filepath.Join(dir, "ready"), 5*time.Second)
+	start := time.Now()
+	if err := p.Interrupt(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done after Interrupt of a command that ignores SIGINT")
+	took := time.Since(start)
+	if took < 250*time.Millisecond || took > 2*time.Second {
+		t.Errorf("the group ended %s after Interrupt; want about the kill timeout (300ms)", took)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "int")); string(b) != "got\n" {
+		t.Errorf("the trap saw %q, want the forwarded SIGINT once", b)
+	}
+	assertResult(t, p, Result{ExitCode: 128 + 9, Signal: syscall.SIGKILL})
+}

@@ -226,6 +226,14 @@ func (g *guard) command(l string) {
 		}
 	case msgStop:
 		g.escalate(Now())
+	case msgInterrupt:
+		var n []int64
+		if n, err = ints(rest, 1); err == nil {
+			g.kill(syscall.Signal(n[0]))
+			if g.killAt == 0 {
+				g.killAt = Now().Add(g.killTimeout)
+			}
+		}
 	default:
 		err = errors.New("unknown message")
 	}

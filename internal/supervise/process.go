@@ -321,6 +321,19 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	return p.send(line(msgSig, int(sig)))
 }
 
+// Interrupt sends sig to the command's group, as Signal does, and has the
+// guard SIGKILL the group and every descendant after the kill timeout
+// unless they are gone by then: a forwarded stop request (Nomad's, a
+// service manager's) ends the command within the kill timeout even if it
+// ignores the signal, so repolock can release before its own supervisor
+// kills it.
+func (p *Process) Interrupt(sig syscall.Signal) error {
+	if sig < 1 || sig > 64 {
+		return fmt.Errorf("supervise: invalid signal %d", sig)
+	}
+	return p.send(line(msgInterrupt, int(sig)))
+}
+
 // SetDeadline arms the guard's dead man's switch: the kill signal to the
 // group (and to every process that left it) at soft, SIGKILL at the earlier
 // of hard and soft plus the kill timeout. It replaces any earlier deadline,

@@ -26,6 +26,10 @@ package supervise
 //	                    0 0 disarms (either may be 0 alone). Ignored once
 //	                    SOFT or HARD has fired: a fired deadline is final
 //	stop                kill signal now, SIGKILL after the kill timeout
+//	interrupt N         signal N to the group now (a forwarded stop request),
+//	                    SIGKILL after the kill timeout unless one is
+//	                    already scheduled: a command that ignores the
+//	                    request is gone before a supervisor's own SIGKILL
 //
 // End of file on fd 3 means R is gone: G SIGKILLs the group and every
 // descendant of its own at once.
@@ -69,9 +73,10 @@ const (
 	msgKillTimeout = "killtimeout"
 	msgStart       = "start"
 
-	msgSig      = "sig"
-	msgDeadline = "deadline"
-	msgStop     = "stop"
+	msgSig       = "sig"
+	msgDeadline  = "deadline"
+	msgStop      = "stop"
+	msgInterrupt = "interrupt"
 
 	msgStarted   = "started"
 	msgStartFail = "startfail"
