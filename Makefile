@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # checksum database; once go.sum is committed this changes nothing.
 export GONOSUMDB := github.com/hashicorp/consul-awsauth
 
-.PHONY: all build tools borg test vet fmt-check unit bench demo fuzz clean
+.PHONY: all build tools consul restic nomad consul-template borg test vet fmt-check unit bench demo fuzz clean
 
 all: build
 
@@ -24,8 +24,20 @@ $(BIN)/consul: tools/consul/go.mod tools/consul/go.sum
 $(BIN)/restic: tools/restic/go.mod tools/restic/go.sum
 	cd tools/restic && $(GO) build -o $@ github.com/restic/restic/cmd/restic
 
+# Nomad carries the replaces of its own go.mod (tools/nomad/go.mod).
+$(BIN)/nomad: tools/nomad/go.mod tools/nomad/go.sum
+	cd tools/nomad && $(GO) build -o $@ github.com/hashicorp/nomad
+
+$(BIN)/consul-template: tools/consul-template/go.mod tools/consul-template/go.sum
+	cd tools/consul-template && $(GO) build -o $@ github.com/hashicorp/consul-template
+
+consul: $(BIN)/consul
+restic: $(BIN)/restic
+nomad: $(BIN)/nomad
+consul-template: $(BIN)/consul-template
+
 # Consul builds `consul lock` too, which the benchmarks compare against.
-tools: $(BIN)/consul $(BIN)/restic borg
+tools: $(BIN)/consul $(BIN)/restic $(BIN)/nomad $(BIN)/consul-template borg
 
 # borg 1.2 comes from Debian's borgbackup package.
 borg:

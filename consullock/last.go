@@ -28,6 +28,9 @@ type LastRun struct {
 	// NativeLocksCleared are the backup tool's own locks repolock removed
 	// during this run, under an exclusive grant.
 	NativeLocksCleared []NativeLock `json:"native_locks_cleared,omitempty"`
+	// Notes are choices repolock made for the run, e.g. a kill_timeout
+	// shortened to fit Nomad's.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // NativeLock is one of a backup tool's own repository locks, as the tool

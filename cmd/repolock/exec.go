@@ -128,6 +128,7 @@ func cmdExec(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fitSupervisor(&spec, log)
 	client, err := consulClient(consulConf)
 	if err != nil {
 		return err

@@ -3,19 +3,24 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
+	"github.com/repolock/repolock/internal/nomadtask"
 	"github.com/repolock/repolock/internal/plan"
 	"github.com/repolock/repolock/internal/run"
+	"github.com/repolock/repolock/internal/timing"
 	"github.com/repolock/repolock/plugin"
 )
 
@@ -104,6 +109,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	spec, _ := plan.Job(cfg, job) // loadConfig reported its problems
 	spec.Holder = consullock.LocalHolder(version, job.Name)
+	fitSupervisor(&spec, log)
 	client, err := consulClient(cfg.Consul)
 	if err != nil {
 		return err
@@ -201,4 +207,29 @@ func validationOf(cfg *config.Config) validation {
 		out.Jobs = append(out.Jobs, v)
 	}
 	return out
+}
+
+// fitSupervisor shortens the run's kill_timeout when repolock runs in a
+// Nomad task whose own kill_timeout would SIGKILL repolock before it could
+// stop the command, release the lock and record the run.
+func fitSupervisor(spec *run.Spec, log hclog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	nomad, err := nomadtask.KillTimeout(ctx)
+	switch {
+	case errors.Is(err, nomadtask.ErrNotInNomad):
+		return
+	case err != nil:
+		log.Warn("could not read the Nomad task's kill_timeout; keeping repolock's", "kill_timeout", spec.Timing.KillTimeout, "error", err)
+		return
+	}
+	fit, changed := timing.FitKillTimeout(spec.Timing.KillTimeout, nomad)
+	if !changed {
+		log.Debug("Nomad's kill_timeout leaves room for repolock's", "nomad_kill_timeout", nomad, "kill_timeout", spec.Timing.KillTimeout)
+		return
+	}
+	note := fmt.Sprintf("kill_timeout %s instead of %s, to stop, release and record before Nomad's kill_timeout of %s", fit, spec.Timing.KillTimeout, nomad)
+	log.Warn("Nomad's kill_timeout is shorter than repolock's; using a shorter one", "kill_timeout", fit, "configured", spec.Timing.KillTimeout, "nomad_kill_timeout", nomad)
+	spec.Timing.KillTimeout = fit
+	spec.Notes = append(spec.Notes, note)
 }

@@ -9,7 +9,9 @@ import (
 // withheldEnv are variables repolock needs and the command must not see:
 // Consul credentials are secrets of the lock, not of the backup (a command
 // that needs Consul gets its own token through the job's env).
-var withheldEnv = map[string]bool{"CONSUL_HTTP_TOKEN": true, "CONSUL_HTTP_TOKEN_FILE": true, "CONSUL_HTTP_AUTH": true}
+// NOMAD_TOKEN, a task's workload identity, is repolock's to read Nomad's
+// kill_timeout with.
+var withheldEnv = map[string]bool{"CONSUL_HTTP_TOKEN": true, "CONSUL_HTTP_TOKEN_FILE": true, "CONSUL_HTTP_AUTH": true, "NOMAD_TOKEN": true}
 
 // Environment is the command's environment, in the one order repolock
 // uses, each later layer winning over the earlier ones:

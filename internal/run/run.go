@@ -45,6 +45,9 @@ type Spec struct {
 	// Busy reports the tool's "native lock busy" exit code.
 	Busy   func(code int) bool
 	Holder consullock.Holder
+	// Notes are choices made for this run that the last record keeps
+	// (a kill_timeout shortened to fit Nomad's).
+	Notes []string
 }
 
 // Target is one repository lock of a run.
@@ -135,7 +138,7 @@ func (r *Runner) attempt(ctx context.Context, spec Spec, cleared []consullock.Na
 	log := r.Log.With("key", primary.Key, "session", lock.Session(), "fencing_token", lock.Token())
 	log.Info("lock acquired", "mode", primary.Mode)
 	rec := &consullock.LastRun{Job: spec.Job, Mode: primary.Mode, Started: time.Now().UTC(), Holder: spec.Holder,
-		Token: lock.Token(), Session: lock.Session(), NativeLocksCleared: cleared}
+		Token: lock.Token(), Session: lock.Session(), NativeLocksCleared: cleared, Notes: spec.Notes}
 	if cleared != nil {
 		rec.Attempts = 2
 	}

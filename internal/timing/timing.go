@@ -153,3 +153,16 @@ func CheckMargin(d time.Duration) error {
 	}
 	return nil
 }
+
+// FitKillTimeout is the kill timeout to use under a supervisor (Nomad) that
+// SIGKILLs repolock supervisorTimeout after its stop signal: the command
+// must be gone, the lock released and the run recorded before then. It
+// keeps killTimeout when that fits, and otherwise leaves a quarter of the
+// supervisor's timeout, at least 1s and at most half of it, for the release.
+func FitKillTimeout(killTimeout, supervisorTimeout time.Duration) (time.Duration, bool) {
+	allowance := min(max(time.Second, supervisorTimeout/4), supervisorTimeout/2)
+	if fit := supervisorTimeout - allowance; killTimeout > fit {
+		return fit, true
+	}
+	return killTimeout, false
+}

@@ -67,3 +67,22 @@ func TestDeadlines(t *testing.T) {
 		t.Errorf("hard %d is not the lease's expiry %d", hard, m.Expiry(1_000_000_000))
 	}
 }
+
+func TestFitKillTimeout(t *testing.T) {
+	s := time.Second
+	for _, tc := range []struct {
+		kill, supervisor, want time.Duration
+		changed                bool
+	}{
+		{10 * s, 30 * s, 10 * s, false},
+		{10 * s, 5 * s, 3750 * time.Millisecond, true}, // Nomad's default kill_timeout
+		{10 * s, 3 * s, 2 * s, true},
+		{10 * s, 1 * s, 500 * time.Millisecond, true},
+		{s, 3 * s, s, false},
+	} {
+		got, changed := FitKillTimeout(tc.kill, tc.supervisor)
+		if got != tc.want || changed != tc.changed {
+			t.Errorf("FitKillTimeout(%s, %s) = %s, %v; want %s, %v", tc.kill, tc.supervisor, got, changed, tc.want, tc.changed)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+# Nightly `borg create` under repolock. borg 1.x lets one writer use a
+# repository at a time, so repolock holds its lock exclusively.
+#
+#   nomad var put nomad/jobs/borg-create passphrase=…
+#   nomad job run -var 'repository=backup@nas:/srv/borg/photos' \
+#                 -var 'paths=["/data/photos"]' borg-create.nomad.hcl
+
+variable "repository" {
+  type        = string
+  description = "borg repository location, as borg spells it"
+}
+
+variable "paths" {
+  type = list(string)
+}
+
+variable "schedule" {
+  type    = string
+  default = "15 1 * * *"
+}
+
+variable "repolock" {
+  type    = string
+  default = "/usr/local/bin/repolock"
+}
+
+variable "borg" {
+  type    = string
+  default = "borg"
+}
+
+variable "consul_addr" {
+  type    = string
+  default = "127.0.0.1:8500"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
+job "borg-create" {
+  type        = "batch"
+  datacenters = var.datacenters
+
+  periodic {
+    crons            = [var.schedule]
+    prohibit_overlap = true
+  }
+
+  group "create" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    task "create" {
+      driver       = "raw_exec"
+      kill_timeout = "30s"
+      kill_signal  = "SIGINT"
+
+      # The workload identity as a file, for repolock to read this task's
+      # kill_timeout through the Task API and fit its own under it (with ACLs,
+      # give the job's identity read-job). Never in the environment: restic
+      # would inherit it.
+      identity {
+        file = true
+      }
+
+      config {
+        command = var.repolock
+        args    = ["run", "-config", "${NOMAD_TASK_DIR}/repolock.hcl", "-log-json", "create"]
+      }
+
+      env {
+        CONSUL_HTTP_ADDR = var.consul_addr
+        PATH             = "/usr/local/bin:/usr/bin:/bin"
+        # borg keeps its cache and config below the task's own directory.
+        BORG_BASE_DIR = "${NOMAD_TASK_DIR}/borg"
+      }
+
+      # borg reads the passphrase through BORG_PASSCOMMAND (a cat of this file).
+      template {
+        destination = "secrets/borg-pass"
+        perms       = "0400"
+        data        = "{{ with nomadVar \"nomad/jobs/borg-create\" }}{{ .passphrase }}{{ end }}"
+      }
+
+      template {
+        destination = "local/repolock.hcl"
+        data        = <<-EOT
+          lock {
+            wait         = "6h"
+            on_busy      = "skip"
+            kill_timeout = "20s"
+          }
+          repository "repo" {
+            tool          = "borg"
+            location      = "${var.repository}"
+            password_file = "{{ env "NOMAD_SECRETS_DIR" }}/borg-pass"
+            # borg 1.x locks say nothing about staleness across hosts: break
+            # them only if every borg of this repository runs under repolock.
+            unlock_native = "all"
+          }
+          job "create" {
+            repository = "repo"
+            command    = ${jsonencode(concat([var.borg, "create", "::{hostname}-{now:%Y-%m-%dT%H:%M:%S}"], var.paths))}
+          }
+        EOT
+      }
+    }
+  }
+}

@@ -1,0 +1,136 @@
+# Nightly restic backup under repolock: a periodic batch job.
+#
+#   nomad var put nomad/jobs/restic-backup password=…      # the repository password
+#   nomad job run -var 'repository=sftp:backup@nas:/srv/restic/photos' \
+#                 -var 'paths=["/data/photos"]' restic-backup.nomad.hcl
+#
+# repolock takes the repository's Consul lock (shared: backups run beside each
+# other, never beside a prune or check), renews it, and stops restic if the lock
+# can no longer be proven.
+
+variable "repository" {
+  type        = string
+  description = "restic repository location, as restic spells it"
+}
+
+variable "paths" {
+  type        = list(string)
+  description = "what to back up"
+}
+
+variable "schedule" {
+  type    = string
+  default = "30 2 * * *"
+}
+
+variable "repolock" {
+  type        = string
+  default     = "/usr/local/bin/repolock"
+  description = "the repolock binary on the client nodes (or fetch it with an artifact block)"
+}
+
+variable "restic" {
+  type    = string
+  default = "restic"
+}
+
+variable "consul_addr" {
+  type        = string
+  default     = "127.0.0.1:8500"
+  description = "the Consul agent repolock takes its locks from"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
+variable "unlock_native" {
+  type        = string
+  default     = "all"
+  description = "\"all\" when every restic of this repository runs under repolock (stale locks of killed runs heal themselves); else \"stale\""
+}
+
+job "restic-backup" {
+  type        = "batch"
+  datacenters = var.datacenters
+
+  periodic {
+    crons = [var.schedule]
+    # Covers this job only; repolock keeps it apart from prune and check jobs,
+    # other clusters and forced runs (`nomad job periodic force` ignores this).
+    prohibit_overlap = true
+  }
+
+  group "backup" {
+    # No restarts and no rescheduling: repolock's exit code is the verdict.
+    # 75 (busy past `wait`) is retried by the next period; 76 (lock lost) and
+    # 78 (bad config) must stay visible as a failed allocation, not be retried.
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    task "backup" {
+      # raw_exec: repolock puts restic in a process group of its own and
+      # forwards Nomad's stop signal to all of it.
+      driver = "raw_exec"
+
+      # Above repolock's kill_timeout (20s) plus the release and the last-run
+      # record, so Nomad's SIGKILL never cuts them short.
+      kill_timeout = "30s"
+      kill_signal  = "SIGINT"
+
+      # The workload identity as a file, for repolock to read this task's
+      # kill_timeout through the Task API and fit its own under it (with ACLs,
+      # give the job's identity read-job). Never in the environment: restic
+      # would inherit it.
+      identity {
+        file = true
+      }
+
+      config {
+        command = var.repolock
+        args    = ["run", "-config", "${NOMAD_TASK_DIR}/repolock.hcl", "-log-json", "backup"]
+      }
+
+      env {
+        CONSUL_HTTP_ADDR = var.consul_addr
+        PATH             = "/usr/local/bin:/usr/bin:/bin"
+      }
+
+      # The password reaches restic only as a file (RESTIC_PASSWORD_FILE).
+      template {
+        destination = "secrets/restic-pass"
+        perms       = "0400"
+        data        = "{{ with nomadVar \"nomad/jobs/restic-backup\" }}{{ .password }}{{ end }}"
+      }
+
+      template {
+        destination = "local/repolock.hcl"
+        data        = <<-EOT
+          lock {
+            wait         = "6h"
+            on_busy      = "skip"
+            kill_timeout = "20s"
+          }
+          repository "repo" {
+            tool          = "restic"
+            location      = "${var.repository}"
+            password_file = "{{ env "NOMAD_SECRETS_DIR" }}/restic-pass"
+            unlock_native = "${var.unlock_native}"
+            env           = { RESTIC_CACHE_DIR = "{{ env "NOMAD_TASK_DIR" }}/cache" }
+          }
+          job "backup" {
+            repository = "repo"
+            command    = ${jsonencode(concat([var.restic, "backup"], var.paths))}
+          }
+        EOT
+      }
+    }
+  }
+}

@@ -1,0 +1,105 @@
+# Ad-hoc restic commands under repolock, by dispatch: a check, a restore, a
+# snapshot listing. The mode follows the command (check: exclusive; restore,
+# snapshots: shared).
+#
+#   nomad var put nomad/jobs/restic-check password=…
+#   nomad job run -var 'repository=sftp:backup@nas:/srv/restic/photos' restic-check.nomad.hcl
+#   nomad job dispatch -meta args='check --read-data-subset 5%' restic-check
+
+variable "repository" {
+  type        = string
+  description = "restic repository location, as restic spells it"
+}
+
+variable "repolock" {
+  type    = string
+  default = "/usr/local/bin/repolock"
+}
+
+variable "restic" {
+  type    = string
+  default = "restic"
+}
+
+variable "consul_addr" {
+  type    = string
+  default = "127.0.0.1:8500"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
+job "restic-check" {
+  type        = "batch"
+  datacenters = var.datacenters
+
+  parameterized {
+    meta_required = ["args"]
+  }
+
+  group "check" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    task "check" {
+      driver       = "raw_exec"
+      kill_timeout = "30s"
+      kill_signal  = "SIGINT"
+
+      # The workload identity as a file, for repolock to read this task's
+      # kill_timeout through the Task API and fit its own under it (with ACLs,
+      # give the job's identity read-job). Never in the environment: restic
+      # would inherit it.
+      identity {
+        file = true
+      }
+
+      config {
+        command = var.repolock
+        args    = ["run", "-config", "${NOMAD_TASK_DIR}/repolock.hcl", "-log-json", "adhoc"]
+      }
+
+      env {
+        CONSUL_HTTP_ADDR = var.consul_addr
+        PATH             = "/usr/local/bin:/usr/bin:/bin"
+      }
+
+      template {
+        destination = "secrets/restic-pass"
+        perms       = "0400"
+        data        = "{{ with nomadVar \"nomad/jobs/restic-check\" }}{{ .password }}{{ end }}"
+      }
+
+      # The dispatched arguments become the command's argv, one word each
+      # (no shell): a target or a second repository in them is checked like
+      # any job's.
+      template {
+        destination = "local/repolock.hcl"
+        data        = <<-EOT
+          lock {
+            wait         = "1h"
+            kill_timeout = "20s"
+          }
+          repository "repo" {
+            tool          = "restic"
+            location      = "${var.repository}"
+            password_file = "{{ env "NOMAD_SECRETS_DIR" }}/restic-pass"
+            env           = { RESTIC_CACHE_DIR = "{{ env "NOMAD_TASK_DIR" }}/cache" }
+          }
+          job "adhoc" {
+            repository = "repo"
+            command    = ["${var.restic}"{{ range (env "NOMAD_META_args" | split " ") }}{{ if . }}, "{{ . }}"{{ end }}{{ end }}]
+          }
+        EOT
+      }
+    }
+  }
+}

@@ -1,0 +1,123 @@
+# Weekly `restic forget --prune` under repolock: a periodic batch job that
+# holds the repository's lock exclusively, so it waits for running backups and
+# they wait for it (repolock infers the mode from the command).
+#
+#   nomad var put nomad/jobs/restic-prune password=…
+#   nomad job run -var 'repository=sftp:backup@nas:/srv/restic/photos' restic-prune.nomad.hcl
+
+variable "repository" {
+  type        = string
+  description = "restic repository location, as restic spells it"
+}
+
+variable "keep" {
+  type        = list(string)
+  default     = ["--keep-daily", "7", "--keep-weekly", "5", "--keep-monthly", "12"]
+  description = "restic forget's keep policy"
+}
+
+variable "schedule" {
+  type    = string
+  default = "0 4 * * 0"
+}
+
+variable "repolock" {
+  type    = string
+  default = "/usr/local/bin/repolock"
+}
+
+variable "restic" {
+  type    = string
+  default = "restic"
+}
+
+variable "consul_addr" {
+  type    = string
+  default = "127.0.0.1:8500"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
+variable "unlock_native" {
+  type    = string
+  default = "all"
+}
+
+job "restic-prune" {
+  type        = "batch"
+  datacenters = var.datacenters
+
+  periodic {
+    crons            = [var.schedule]
+    prohibit_overlap = true
+  }
+
+  group "prune" {
+    # The exit code is the verdict (see restic-backup.nomad.hcl).
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    task "prune" {
+      driver = "raw_exec"
+      # A prune killed mid-run leaves an exclusive restic lock; repolock clears
+      # it when restic dies by a signal, and the next run heals whatever is
+      # left. The margin over repolock's kill_timeout lets it release first.
+      kill_timeout = "30s"
+      kill_signal  = "SIGINT"
+
+      # The workload identity as a file, for repolock to read this task's
+      # kill_timeout through the Task API and fit its own under it (with ACLs,
+      # give the job's identity read-job). Never in the environment: restic
+      # would inherit it.
+      identity {
+        file = true
+      }
+
+      config {
+        command = var.repolock
+        args    = ["run", "-config", "${NOMAD_TASK_DIR}/repolock.hcl", "-log-json", "prune"]
+      }
+
+      env {
+        CONSUL_HTTP_ADDR = var.consul_addr
+        PATH             = "/usr/local/bin:/usr/bin:/bin"
+      }
+
+      template {
+        destination = "secrets/restic-pass"
+        perms       = "0400"
+        data        = "{{ with nomadVar \"nomad/jobs/restic-prune\" }}{{ .password }}{{ end }}"
+      }
+
+      template {
+        destination = "local/repolock.hcl"
+        data        = <<-EOT
+          lock {
+            wait         = "12h"
+            kill_timeout = "20s"
+          }
+          repository "repo" {
+            tool          = "restic"
+            location      = "${var.repository}"
+            password_file = "{{ env "NOMAD_SECRETS_DIR" }}/restic-pass"
+            unlock_native = "${var.unlock_native}"
+            env           = { RESTIC_CACHE_DIR = "{{ env "NOMAD_TASK_DIR" }}/cache" }
+          }
+          job "prune" {
+            repository = "repo"
+            command    = ${jsonencode(concat([var.restic, "forget", "--prune"], var.keep))}
+          }
+        EOT
+      }
+    }
+  }
+}
