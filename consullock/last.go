@@ -22,6 +22,9 @@ type LastRun struct {
 	Token    uint64    `json:"fencing_token"`
 	Session  string    `json:"session"`
 	LockLost bool      `json:"lock_lost,omitempty"`
+	// InterruptedBy names the stop signal repolock forwarded to the command
+	// (from Nomad, systemd, an operator): the run did not end on its own.
+	InterruptedBy string `json:"interrupted_by,omitempty"`
 	// Attempts is 2 when the command ran a second time after repolock
 	// healed a "native lock busy" exit.
 	Attempts int `json:"attempts,omitempty"`

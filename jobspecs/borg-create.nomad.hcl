@@ -96,7 +96,7 @@ job "borg-create" {
           lock {
             wait         = "6h"
             on_busy      = "skip"
-            kill_timeout = "20s"
+            kill_timeout = "15s"
           }
           repository "repo" {
             tool          = "borg"

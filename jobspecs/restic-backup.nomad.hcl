@@ -18,6 +18,12 @@ variable "paths" {
   description = "what to back up"
 }
 
+variable "backup_flags" {
+  type        = list(string)
+  default     = []
+  description = "extra restic backup flags, e.g. [\"--exclude-caches\", \"--limit-upload\", \"2048\"]"
+}
+
 variable "schedule" {
   type    = string
   default = "30 2 * * *"
@@ -80,7 +86,7 @@ job "restic-backup" {
       # forwards Nomad's stop signal to all of it.
       driver = "raw_exec"
 
-      # Above repolock's kill_timeout (20s) plus the release and the last-run
+      # Above repolock's kill_timeout (15s) plus the release and the last-run
       # record, so Nomad's SIGKILL never cuts them short.
       kill_timeout = "30s"
       kill_signal  = "SIGINT"
@@ -116,7 +122,7 @@ job "restic-backup" {
           lock {
             wait         = "6h"
             on_busy      = "skip"
-            kill_timeout = "20s"
+            kill_timeout = "15s"
           }
           repository "repo" {
             tool          = "restic"
@@ -127,7 +133,7 @@ job "restic-backup" {
           }
           job "backup" {
             repository = "repo"
-            command    = ${jsonencode(concat([var.restic, "backup"], var.paths))}
+            command    = ${jsonencode(concat([var.restic, "backup"], var.backup_flags, var.paths))}
           }
         EOT
       }

@@ -86,7 +86,7 @@ job "restic-check" {
         data        = <<-EOT
           lock {
             wait         = "1h"
-            kill_timeout = "20s"
+            kill_timeout = "15s"
           }
           repository "repo" {
             tool          = "restic"

@@ -103,7 +103,7 @@ job "restic-prune" {
         data        = <<-EOT
           lock {
             wait         = "12h"
-            kill_timeout = "20s"
+            kill_timeout = "15s"
           }
           repository "repo" {
             tool          = "restic"

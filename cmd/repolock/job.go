@@ -220,16 +220,17 @@ func fitSupervisor(spec *run.Spec, log hclog.Logger) {
 	case errors.Is(err, nomadtask.ErrNotInNomad):
 		return
 	case err != nil:
-		log.Warn("could not read the Nomad task's kill_timeout; keeping repolock's", "kill_timeout", spec.Timing.KillTimeout, "error", err)
+		log.Warn("could not read the Nomad task's kill_timeout; keeping repolock's", "kill_timeout", spec.Timing.KillTimeout.String(), "error", err)
 		return
 	}
 	fit, changed := timing.FitKillTimeout(spec.Timing.KillTimeout, nomad)
 	if !changed {
-		log.Debug("Nomad's kill_timeout leaves room for repolock's", "nomad_kill_timeout", nomad, "kill_timeout", spec.Timing.KillTimeout)
+		log.Debug("Nomad's kill_timeout leaves room for repolock's", "nomad_kill_timeout", nomad.String(), "kill_timeout", spec.Timing.KillTimeout.String())
 		return
 	}
 	note := fmt.Sprintf("kill_timeout %s instead of %s, to stop, release and record before Nomad's kill_timeout of %s", fit, spec.Timing.KillTimeout, nomad)
-	log.Warn("Nomad's kill_timeout is shorter than repolock's; using a shorter one", "kill_timeout", fit, "configured", spec.Timing.KillTimeout, "nomad_kill_timeout", nomad)
+	log.Warn("Nomad's kill_timeout is shorter than repolock's; using a shorter one", "kill_timeout", fit.String(),
+		"configured", spec.Timing.KillTimeout.String(), "nomad_kill_timeout", nomad.String())
 	spec.Timing.KillTimeout = fit
 	spec.Notes = append(spec.Notes, note)
 }

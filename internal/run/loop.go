@@ -139,7 +139,7 @@ func (w *watch) forward(s syscall.Signal) {
 	if terminating(s) {
 		send = w.proc.Interrupt
 		if w.out.forwarded == 0 {
-			w.log.Info("the command is SIGKILLed if it has not stopped in time", "kill_timeout", w.tm.KillTimeout)
+			w.log.Info("the command is SIGKILLed if it has not stopped in time", "kill_timeout", w.tm.KillTimeout.String())
 		}
 		w.out.forwarded = s
 	}

@@ -228,6 +228,9 @@ func (r *Runner) pendingStop() syscall.Signal {
 func (r *Runner) outcome(out outcome, spec Spec, rec *consullock.LastRun, log hclog.Logger) ran {
 	res := out.res
 	rec.Exit = res.ExitCode
+	if out.forwarded != 0 {
+		rec.InterruptedBy = signalName(out.forwarded)
+	}
 	switch {
 	case out.lost != nil:
 		err := &LockLostError{Cause: out.lost}

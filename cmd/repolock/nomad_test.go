@@ -1,0 +1,300 @@
+package main_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/testcluster"
+)
+
+// nomadSuite is a Consul agent, a Nomad dev agent wired to it, and a restic
+// repository whose password lives in Nomad Variables.
+type nomadSuite struct {
+	srv                *testcluster.Agent
+	c                  *api.Client
+	nomad              *testcluster.Nomad
+	repo, pwfile, data string
+	vars               []string // the -var flags every job file gets
+}
+
+func newNomadSuite(t *testing.T) *nomadSuite {
+	srv := testcluster.StartServer(t)
+	s := &nomadSuite{srv: srv, c: srv.Client(t), nomad: testcluster.StartNomad(t, srv)}
+	s.repo, s.pwfile, s.data = resticRepo(t)
+	s.vars = []string{"-var", "repository=" + s.repo, "-var", "repolock=" + binary,
+		"-var", "restic=" + testcluster.Binary(t, "restic"), "-var", "consul_addr=" + srv.Addr}
+	for _, job := range []string{"restic-backup", "restic-prune"} {
+		s.putVar(t, "nomad/jobs/"+job, map[string]string{"password": resticPassword})
+	}
+	return s
+}
+
+// putVar writes a Nomad Variable through the HTTP API (not the CLI, whose
+// argv would carry the password).
+func (s *nomadSuite) putVar(t *testing.T, path string, items map[string]string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"Path": path, "Items": items})
+	req, _ := http.NewRequest(http.MethodPut, s.nomad.Addr+"/v1/var/"+path, bytes.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("put variable %s: %v %v", path, err, resp)
+	}
+	resp.Body.Close()
+}
+
+func jobFile(name string) string { return filepath.Join("..", "..", "jobspecs", name+".nomad.hcl") }
+
+func (s *nomadSuite) run(t *testing.T, file string, extra ...string) {
+	t.Helper()
+	args := append(append([]string{"job", "run", "-detach"}, s.vars...), extra...)
+	s.nomad.MustCLI(t, append(args, file)...)
+}
+
+// logs is an allocation's task log (stderr: repolock's JSON lines).
+func (s *nomadSuite) logs(t *testing.T, alloc, task string, stderr bool) string {
+	t.Helper()
+	args := []string{"alloc", "logs"}
+	if stderr {
+		args = append(args, "-stderr")
+	}
+	out, _ := s.nomad.CLI(t, append(args, alloc, task)...)
+	return out
+}
+
+// heldInterval is when repolock's command used the repository, from its
+// JSON log: from the grant to the moment the command's whole group was
+// gone. ("lock released" is logged after the destroy that already granted
+// the next holder, so it may come after the next "lock acquired".)
+func heldInterval(t *testing.T, log string) (from, to time.Time) {
+	t.Helper()
+	return logTime(t, log, "lock acquired"), logTime(t, log, "command finished")
+}
+
+// Issue 8: the job files, run by a real Nomad agent with real restic.
+func TestNomadJobs(t *testing.T) {
+	s := newNomadSuite(t)
+	key := repoKey(t, s.srv.Env(""), writeConfig(t, fmt.Sprintf("repository \"r\" {\n  tool = \"restic\"\n  location = %q\n}\n", s.repo)))
+
+	t.Run("validate", func(t *testing.T) {
+		// Acceptance 1: every job file validates with the variables filled in.
+		files, _ := filepath.Glob(jobFile("*"))
+		if len(files) < 4 {
+			t.Fatalf("%d job files, want at least 4", len(files))
+		}
+		for _, f := range files {
+			args := append([]string{"job", "validate"}, s.vars...)
+			if strings.Contains(f, "backup") || strings.Contains(f, "borg-create") {
+				args = append(args, "-var", `paths=["`+s.data+`"]`)
+			}
+			if strings.Contains(f, "borg") {
+				args = []string{"job", "validate", "-var", "repository=/srv/borg", "-var", `paths=["/d"]`}
+			}
+			s.nomad.MustCLI(t, append(args, f)...)
+		}
+	})
+
+	t.Run("backup and prune forced together", func(t *testing.T) {
+		// Acceptance 2: forced at once, one waits for the other; both
+		// complete, the snapshot exists, and the lock intervals are apart.
+		s.run(t, jobFile("restic-backup"), "-var", `paths=["`+s.data+`"]`)
+		s.run(t, jobFile("restic-prune"), "-var", `keep=["--keep-last","5"]`)
+		var wg sync.WaitGroup
+		for _, job := range []string{"restic-backup", "restic-prune"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", job)
+			}()
+		}
+		wg.Wait()
+		type held struct{ from, to time.Time }
+		var intervals []held
+		for job, task := range map[string]string{"restic-backup": "backup", "restic-prune": "prune"} {
+			allocs := s.nomad.WaitAllocs(t, job, 1, 2*time.Minute)
+			a := allocs[0]
+			log := s.logs(t, a.ID, task, true)
+			if a.ClientStatus != "complete" {
+				t.Fatalf("%s allocation %s, want complete:\n%s", job, a.ClientStatus, log)
+			}
+			from, to := heldInterval(t, log)
+			intervals = append(intervals, held{from, to})
+		}
+		a, b := intervals[0], intervals[1]
+		if a.from.Before(b.to) && b.from.Before(a.to) {
+			t.Fatalf("the backup and the prune held the lock at once: %v and %v", a, b)
+		}
+		if snaps := restic(t, s.repo, s.pwfile, nil, "snapshots", "--json"); !strings.Contains(snaps, `"id"`) {
+			t.Fatalf("no snapshot after the forced backup: %s", snaps)
+		}
+	})
+
+	t.Run("stop mid-backup", func(t *testing.T) {
+		// Acceptances 4, 6 and 7: a slow backup (its uploads rate-limited)
+		// is running; status and the holder record name its allocation;
+		// the password is nowhere but in its file; nomad job stop ends it
+		// through repolock, which releases and records an interrupted run.
+		big := filepath.Join(t.TempDir(), "big")
+		must(t, os.MkdirAll(big, 0o755))
+		blob := make([]byte, 4<<20) // random: restic can neither dedupe nor compress it
+		_, _ = rand.Read(blob)
+		must(t, os.WriteFile(filepath.Join(big, "blob"), blob, 0o644))
+		s.run(t, jobFile("restic-backup"), "-var", `paths=["`+big+`"]`, "-var", `backup_flags=["--limit-upload","64"]`)
+		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-backup")
+		var alloc testcluster.Alloc
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no running backup holding a restic lock")
+			}
+			for _, a := range s.nomad.Allocs(t, "restic-backup") {
+				if a.ClientStatus == "running" {
+					alloc = a
+				}
+			}
+			if alloc.ID != "" && len(resticLocks(s.repo)) > 0 {
+				break
+			}
+		}
+		// Who holds it.
+		code, status := runRepolock(t, s.srv.Env(""), "status", "-json", key)
+		if code != 0 || !strings.Contains(status, alloc.ID) || !strings.Contains(status, `"nomad_task_name": "backup"`) ||
+			!strings.Contains(status, `"nomad_job_id": "`+alloc.JobID) {
+			t.Errorf("status does not name the allocation %s (job %s, task backup):\n%s", alloc.ID, alloc.JobID, status)
+		}
+		// Secrets: argv of every process of the allocation, KV, status.
+		checked := 0
+		procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+		for _, p := range procs {
+			env, err := os.ReadFile(p)
+			if err != nil || !bytes.Contains(env, []byte("NOMAD_ALLOC_ID="+alloc.ID)) {
+				continue
+			}
+			argv, _ := os.ReadFile(strings.TrimSuffix(p, "environ") + "cmdline")
+			checked++
+			if bytes.Contains(argv, []byte(resticPassword)) || bytes.Contains(env, []byte(resticPassword)) {
+				t.Errorf("%s: the password is in a process's argv or environment: %q", p, argv)
+			}
+		}
+		if checked < 2 {
+			t.Errorf("found %d processes of the allocation, want repolock and restic at least", checked)
+		}
+		pairs, _, _ := s.c.KV().List("", nil)
+		for _, kv := range pairs {
+			if bytes.Contains(kv.Value, []byte(resticPassword)) {
+				t.Errorf("the password is in KV at %s", kv.Key)
+			}
+		}
+		if strings.Contains(status, resticPassword) {
+			t.Error("the password is in repolock status")
+		}
+
+		stopped := time.Now()
+		s.nomad.MustCLI(t, "job", "stop", "-detach", alloc.JobID)
+		s.nomad.WaitAllocs(t, alloc.JobID, 1, time.Minute)
+		log := s.logs(t, alloc.ID, "backup", true) + s.logs(t, alloc.ID, "backup", false)
+		if strings.Contains(log, resticPassword) {
+			t.Error("the password is in the allocation's logs")
+		}
+		if !strings.Contains(log, "forwarding signal to the command's process group") || !strings.Contains(log, "lock released") {
+			t.Fatalf("repolock did not forward the stop and release:\n%s", log)
+		}
+		l := lastRun(t, s.c, key)
+		if l.Exit == 0 || l.InterruptedBy != "SIGINT" || l.Ended.Before(stopped) || l.Ended.Sub(stopped) > 30*time.Second {
+			t.Errorf("last run %+v, want an interrupted, non-zero run that ended within Nomad's kill_timeout of the stop", l)
+		}
+		if ids := resticLocks(s.repo); len(ids) != 0 {
+			t.Errorf("restic locks left after the stop: %q", ids)
+		}
+		if entries, _, _ := s.c.KV().List(consullock.RepoPrefix("", key)+"lock/", nil); len(entries) != 0 {
+			t.Errorf("the lock is still held after the stop: %v", entries)
+		}
+		t.Logf("stopped: %s exit %d (%s), %s after the stop", alloc.ID[:8], l.Exit, l.Class, l.Ended.Sub(stopped).Round(time.Millisecond))
+	})
+
+	t.Run("short Nomad kill_timeout", func(t *testing.T) {
+		// Acceptance 5: Nomad's kill_timeout (3s) is below repolock's
+		// (10s) and the command ignores SIGINT; repolock fits its own under
+		// Nomad's, so the lock is released and the run recorded before
+		// Nomad's SIGKILL.
+		dir := t.TempDir()
+		started := filepath.Join(dir, "started")
+		job := filepath.Join(dir, "short.nomad.hcl")
+		must(t, os.WriteFile(job, []byte(fmt.Sprintf(`
+job "short-kill" {
+  type = "batch"
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    task "t" {
+      driver       = "raw_exec"
+      kill_timeout = "3s"
+      identity {
+        file = true
+      }
+      config {
+        command = %q
+        args    = ["run", "-config", "${NOMAD_TASK_DIR}/r.hcl", "-log-json", "hold"]
+      }
+      env {
+        CONSUL_HTTP_ADDR = %q
+      }
+      template {
+        destination = "local/r.hcl"
+        data        = <<-EOT
+          lock {
+            ttl          = "30s"
+            kill_timeout = "10s"
+          }
+          repository "r" {
+            tool     = "exec"
+            location = "nomad-short"
+            lock_key = "nomad-short"
+          }
+          job "hold" {
+            repository = "r"
+            mode       = "exclusive"
+            command    = ["sh", "-c", "trap '' INT; echo 1 > %s; while :; do sleep 0.1; done"]
+          }
+        EOT
+      }
+    }
+  }
+}
+`, binary, s.srv.Addr, started)), 0o644))
+		s.nomad.MustCLI(t, "job", "run", "-detach", job)
+		alloc := s.nomad.WaitRunning(t, "short-kill", time.Minute)
+		waitFile(t, started, 30*time.Second)
+		stopped := time.Now()
+		s.nomad.MustCLI(t, "job", "stop", "-detach", "short-kill")
+		s.nomad.WaitAllocs(t, "short-kill", 1, time.Minute)
+		log := s.logs(t, alloc.ID, "t", true)
+		if !strings.Contains(log, "Nomad's kill_timeout is shorter than repolock's") || !strings.Contains(log, `"kill_timeout":"2s"`) {
+			t.Errorf("the log does not say which kill_timeout repolock used:\n%s", log)
+		}
+		released := logTime(t, log, "lock released")
+		if d := released.Sub(stopped); d > 3*time.Second {
+			t.Errorf("lock released %s after the stop, after Nomad's kill_timeout of 3s:\n%s", d, log)
+		}
+		l := lastRun(t, s.c, "nomad-short")
+		if l.Exit == 0 || len(l.Notes) == 0 || !strings.Contains(l.Notes[0], "Nomad's kill_timeout of 3s") {
+			t.Errorf("last run %+v, want a non-zero end and the kill_timeout choice in its notes", l)
+		}
+		if entries, _, _ := s.c.KV().List(consullock.RepoPrefix("", "nomad-short")+"lock/", nil); len(entries) != 0 {
+			t.Errorf("the lock is still held: %v", entries)
+		}
+		t.Logf("short kill_timeout: lock released %s after the stop (Nomad's kill_timeout 3s)", released.Sub(stopped).Round(time.Millisecond))
+	})
+}
