@@ -2,6 +2,9 @@ package supervise
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -63,5 +66,40 @@ func TestControlRacesGuardExit(t *testing.T) {
 			}
 		}
 		waitClosed(t, p.Done(), 5*time.Second, "done")
+	}
+}
+
+// Spec.Stdout takes the command's standard output, and only that (stderr
+// stays repolock's); a guard spawned ahead cannot take it, since the file
+// must be the guard's own fd 1 from its start.
+func TestSpecStdout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	spec := Spec{Path: "sh", Args: []string{"sh", "-c", "echo hello; echo err >&2"}, Stdout: f}
+	p, err := Start(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupProcess(t, p, 0)
+	waitClosed(t, p.Done(), 5*time.Second, "Done")
+	assertResult(t, p, Result{ExitCode: 0})
+	if b, err := os.ReadFile(path); err != nil || string(b) != "hello\n" {
+		t.Fatalf("Stdout file holds %q (%v), want %q", b, err, "hello\n")
+	}
+
+	g, err := Spawn("sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := g.p.guard.pid
+	if _, err := g.Start(spec); err == nil || !strings.Contains(err.Error(), "use Start") {
+		t.Fatalf("Guard.Start with Stdout: err = %v, want the Stdout error", err)
+	}
+	if !gone(pid) {
+		t.Fatalf("guard %d still exists after the refused Start", pid)
 	}
 }

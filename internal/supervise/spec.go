@@ -38,7 +38,10 @@ type Spec struct {
 	// a short helper command (a tool listing its own locks) can be read.
 	// Only Start honours it: it becomes the fd 1 of the guard spawned for
 	// the command, which hands its 0, 1 and 2 on. It never travels in the
-	// control protocol.
+	// control protocol. The caller keeps its own copy and closes it; with a
+	// pipe, close the write end after Start and drain the read end while
+	// the command runs (a full pipe blocks the command under the lock): end
+	// of file comes once the guard and every process holding it are gone.
 	Stdout *os.File
 	// KillSignal asks the group to stop (default SIGTERM).
 	KillSignal syscall.Signal
