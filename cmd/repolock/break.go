@@ -69,8 +69,8 @@ func cmdBreak(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("break: want exactly one REPOSITORY or KEY")
+	if fs.NArg() != 1 || fs.Arg(0) == "" {
+		return usagef("break: want exactly one REPOSITORY or KEY (not empty: an empty one would name every lock)")
 	}
 	key, pfx, client, err := lockTarget(fs.Arg(0), *cfgFlag, *prefix, stderr)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,4 +298,81 @@ job "short-kill" {
 		}
 		t.Logf("short kill_timeout: lock released %s after the stop (Nomad's kill_timeout 3s)", released.Sub(stopped).Round(time.Millisecond))
 	})
+
+	t.Run("killed prune healed by the next backup", func(t *testing.T) {
+		// Acceptance 3: a prune allocation is killed hard mid-run (SIGKILL
+		// of every process of the task, as an OOM kill would); the next
+		// forced backup completes with exit 0 and no operator action, and
+		// says which native lock it cleared. Index reads are rate-limited
+		// so that the prune is caught holding its restic lock.
+		s.run(t, jobFile("restic-prune"), "-var", `keep=["--keep-last","5","--limit-download","1"]`)
+		s.run(t, jobFile("restic-backup"), "-var", `paths=["`+s.data+`"]`)
+		before := len(s.nomad.Allocs(t, "restic-backup"))
+		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-prune")
+		alloc := s.nomad.WaitRunning(t, "restic-prune", time.Minute)
+		var lockIDs []string
+		for deadline := time.Now().Add(30 * time.Second); len(lockIDs) == 0; time.Sleep(2 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the prune took no restic lock within 30s:\n%s%s", s.logs(t, alloc.ID, "prune", true), s.logs(t, alloc.ID, "prune", false))
+			}
+			lockIDs = resticLocks(s.repo)
+		}
+		killed := 0
+		procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+		for _, p := range procs {
+			if env, err := os.ReadFile(p); err == nil && bytes.Contains(env, []byte("NOMAD_ALLOC_ID="+alloc.ID)) {
+				var pid int
+				if _, err := fmt.Sscanf(p, "/proc/%d/environ", &pid); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed++
+				}
+			}
+		}
+		if killed < 2 {
+			t.Fatalf("killed %d processes of the prune allocation, want repolock, its guard and restic", killed)
+		}
+		s.nomad.WaitAllocs(t, alloc.JobID, 1, time.Minute)
+		if got := resticLocks(s.repo); len(got) != 1 || got[0] != lockIDs[0] {
+			t.Fatalf("after the kill the repository has restic locks %q, want the prune's %q", got, lockIDs)
+		}
+
+		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-backup")
+		var backup testcluster.Alloc
+		for deadline := time.Now().Add(3 * time.Minute); backup.ID == ""; time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the forced backup did not end")
+			}
+			if allocs := s.nomad.Allocs(t, "restic-backup"); len(allocs) > before {
+				for _, a := range allocs {
+					if a.ClientStatus == "complete" || a.ClientStatus == "failed" {
+						if a.ID != "" && !strings.Contains(backupIDs(s, t, before), a.ID) {
+							backup = a
+						}
+					}
+				}
+			}
+		}
+		log := s.logs(t, backup.ID, "backup", true)
+		if backup.ClientStatus != "complete" {
+			t.Fatalf("the backup after the killed prune ended %s, want complete:\n%s", backup.ClientStatus, log)
+		}
+		if !strings.Contains(log, "removed native lock") || !strings.Contains(log, lockIDs[0]) {
+			t.Errorf("the backup's log does not name the cleared lock %s:\n%s", lockIDs[0], log)
+		}
+		if got := resticLocks(s.repo); len(got) != 0 {
+			t.Errorf("restic locks left: %q", got)
+		}
+		t.Logf("the backup healed the killed prune's lock %.8s and completed", lockIDs[0])
+	})
+}
+
+// backupIDs lists the IDs of the first n backup allocations (in Nomad's
+// order), those that ran before the one a subtest waits for.
+func backupIDs(s *nomadSuite, t *testing.T, n int) string {
+	var ids []string
+	for i, a := range s.nomad.Allocs(t, "restic-backup") {
+		if i < n {
+			ids = append(ids, a.ID)
+		}
+	}
+	return strings.Join(ids, " ")
 }

@@ -188,15 +188,15 @@ func targets(cfg *config.Config, repo Repo, args []string, dir string) ([]Repo, 
 		probe.Location, probe.LockKey, probe.BaseDir = t.Location, "", base
 		id, err := repo.Plugin.Identity(probe)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %v", t.Arg, err)
+			return nil, fmt.Errorf("%s: %v", plugin.Redact(t.Arg), err)
 		}
 		if t.From {
 			src, ok := configuredByIdentity(cfg, repo.Plugin.Name(), id)
 			if !ok {
-				return nil, fmt.Errorf("%s names a repository that no repository block declares: declare it so that repolock locks it too (shared), in one order with %q", t.Arg, repo.Config.Name)
+				return nil, fmt.Errorf("%s names a repository that no repository block declares: declare it so that repolock locks it too (shared), in one order with %q", plugin.Redact(t.Arg), repo.Config.Name)
 			}
 			if _, copier := src.Plugin.(plugin.Copier); !copier {
-				return nil, fmt.Errorf("%s: %s cannot read a second repository", t.Arg, src.Plugin.Name())
+				return nil, fmt.Errorf("%s: %s cannot read a second repository", plugin.Redact(t.Arg), src.Plugin.Name())
 			}
 			if src.Key != repo.Key && !slices.ContainsFunc(from, func(r Repo) bool { return r.Key == src.Key }) {
 				from = append(from, src)
@@ -205,7 +205,7 @@ func targets(cfg *config.Config, repo Repo, args []string, dir string) ([]Repo, 
 		}
 		if id != repo.Identity {
 			return nil, fmt.Errorf("%s is not repository %q (%s), whose lock this job holds: the command would write a repository without its lock. Drop the flag (repolock gives %s the repository), or run the job under the repository it names",
-				t.Arg, repo.Config.Name, plugin.Redact(repo.Config.Location), repo.Plugin.Name())
+				plugin.Redact(t.Arg), repo.Config.Name, plugin.Redact(repo.Config.Location), repo.Plugin.Name())
 		}
 	}
 	return from, nil
@@ -241,9 +241,15 @@ func (c planned) spec(prefix, sessionNode string, lk config.Lock) run.Spec {
 		return cl.Name, cl.Success
 	}
 	spec.Busy = func(code int) bool { return p.Classify(code).Name == plugin.NameNativeLockBusy }
-	spec.Targets = append(spec.Targets, target(c.primary, c.mode, true))
+	// The tool's own commands run the program the job runs, when that is
+	// the tool by a path (a pinned binary outside PATH).
+	program := ""
+	if len(c.args) > 0 && filepath.Base(c.args[0]) == p.Name() {
+		program = c.args[0]
+	}
+	spec.Targets = append(spec.Targets, target(c.primary, c.mode, true, program))
 	for _, f := range c.from {
-		spec.Targets = append(spec.Targets, target(f, consullock.Shared, false))
+		spec.Targets = append(spec.Targets, target(f, consullock.Shared, false, program))
 	}
 	// One global order by key, so that two jobs that lock the same two
 	// repositories in opposite roles cannot deadlock.
@@ -253,15 +259,16 @@ func (c planned) spec(prefix, sessionNode string, lk config.Lock) run.Spec {
 
 // target is one lock of a run, with what repolock may do about the
 // tool's own locks in that repository.
-func target(r Repo, mode consullock.Mode, primary bool) run.Target {
+func target(r Repo, mode consullock.Mode, primary bool, program string) run.Target {
 	t := run.Target{Repository: r.Config.Name, Key: r.Key, Mode: mode, Primary: primary}
 	policy := r.Config.UnlockNative
 	n := &run.Native{
-		Tool:   r.Plugin.Name(),
-		Policy: policy,
-		Env:    Environment(os.Environ(), r.Plugin, r.Config.Env, nil, r.Plugin.Env(r.Repo)),
-		Clear:  r.Plugin.UnlockCommand(policy),
-		Fix:    fixHint(r),
+		Tool:    r.Plugin.Name(),
+		Program: program,
+		Policy:  policy,
+		Env:     Environment(os.Environ(), r.Plugin, r.Config.Env, nil, r.Plugin.Env(r.Repo)),
+		Clear:   r.Plugin.UnlockCommand(policy),
+		Fix:     fixHint(r),
 	}
 	if policy != plugin.UnlockNever {
 		n.Stale = r.Plugin.UnlockCommand(plugin.UnlockStale)

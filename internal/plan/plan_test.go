@@ -183,3 +183,27 @@ func TestExecRepositoryConflict(t *testing.T) {
 		t.Fatalf("same repository: %+v, %v", spec.Targets, err)
 	}
 }
+
+// Review finding: the tool is given the directory the lock was derived
+// for, not a relative path it would resolve against its own working
+// directory.
+func TestRelativeLocationReachesToolAbsolute(t *testing.T) {
+	path, err := filepath.Abs("testdata/targets/same/17_relative_location.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := load(t, path)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	spec, _ := Job(cfg, cfg.Jobs[0])
+	want := "RESTIC_REPOSITORY=" + filepath.Join(filepath.Dir(path), "repos/main")
+	if !slices.Contains(spec.Env, want) {
+		t.Fatalf("env %q lacks %q", spec.Env, want)
+	}
+	for _, tg := range spec.Targets {
+		if !slices.Contains(tg.Native.Env, want) {
+			t.Errorf("native lock commands' env %q lacks %q", tg.Native.Env, want)
+		}
+	}
+}

@@ -44,12 +44,17 @@ func (h *held) follow(l *consullock.Lock) {
 		case <-h.stop:
 			return
 		case <-l.Leases():
+			// Only the latest matters; never block, or a follower could
+			// hang once nobody reads (after the command, during release).
 			latest := h.LastSent()
 			select {
 			case <-h.leases:
 			default:
 			}
-			h.leases <- latest
+			select {
+			case h.leases <- latest:
+			default:
+			}
 		case <-l.Context().Done():
 			if cause := context.Cause(l.Context()); errors.Is(cause, consullock.ErrLost) {
 				h.cancel(cause)
@@ -70,6 +75,17 @@ func (h *held) LastSent() clock.Boottime {
 
 // Context is cancelled, with the loss as its cause, when any lock is lost.
 func (h *held) Context() context.Context { return h.ctx }
+
+// lost is the cause of a loss of any lock, read from the locks themselves
+// (the set's context hears of it a goroutine later), or nil.
+func (h *held) lost() error {
+	for _, l := range h.locks {
+		if cause := context.Cause(l.Context()); l.Context().Err() != nil && errors.Is(cause, consullock.ErrLost) {
+			return cause
+		}
+	}
+	return nil
+}
 
 // Leases delivers LastSent after each confirmed renewal of any lock.
 func (h *held) Leases() <-chan clock.Boottime { return h.leases }

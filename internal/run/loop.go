@@ -31,8 +31,8 @@ func (r *Runner) supervise(h *held, start func(supervise.Spec) (*supervise.Proce
 	var out outcome
 	soft, hard := tm.Deadlines(h.LastSent())
 	switch {
-	case h.Context().Err() != nil:
-		out.lost = fmt.Errorf("before the command started: %w", context.Cause(h.Context()))
+	case h.lost() != nil:
+		out.lost = fmt.Errorf("before the command started: %w", h.lost())
 		return out, nil
 	case clock.Now() >= soft:
 		out.lost = fmt.Errorf("before the command started: %w", errNotProven(tm))
@@ -76,7 +76,7 @@ func (r *Runner) supervise(h *held, start func(supervise.Spec) (*supervise.Proce
 			if proc.DeadlineFired() {
 				w.markLost(errNotProven(tm)) // the guard acted on its own deadline
 			}
-			if cause := context.Cause(h.Context()); h.Context().Err() != nil && errors.Is(cause, consullock.ErrLost) {
+			if cause := h.lost(); cause != nil {
 				w.markLost(cause)
 			}
 			out.res = proc.Result()

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/exitcode"
 	"github.com/repolock/repolock/internal/supervise"
 	"github.com/repolock/repolock/plugin"
 )
@@ -18,8 +19,11 @@ import (
 // Native is what repolock may do about a backup tool's own locks in one
 // repository, as the plugin and the repository's unlock_native say.
 type Native struct {
-	Tool   string
-	Policy string // the repository's unlock_native
+	Tool string
+	// Program runs the tool's own commands: the job's program when the job
+	// runs the tool by a path (a pinned binary), else the tool's name.
+	Program string
+	Policy  string // the repository's unlock_native
 	// Env is the whole environment for the tool's own commands on this
 	// repository (plan.Environment of the repository).
 	Env []string
@@ -128,19 +132,22 @@ func (r *Runner) clearAll(h *held, spec Spec, log hclog.Logger, pick func(Target
 func (r *Runner) clearNative(h *held, spec Spec, t Target, argv []string, log hclog.Logger) ([]consullock.NativeLock, bool, outcome) {
 	n := t.Native
 	var before []consullock.NativeLock
-	if n.Lister != nil {
+	listed := n.Lister != nil
+	if listed {
 		var out outcome
 		if before, out = r.listNative(h, spec, n, log); out.lost != nil || out.forwarded != 0 {
 			return nil, true, out
 		}
-		if len(before) == 0 {
+		// A listing that failed says nothing: clear anyway, unlisted.
+		listed = out.res.ExitCode == 0 && !out.res.Unknown
+		if listed && len(before) == 0 {
 			return nil, true, outcome{} // nothing to clear: the tool is not run
 		}
 	}
 	log.Info("clearing native locks under the cluster lock", "repository", t.Repository, "policy", n.Policy, "command", argv)
 	_, out := r.aux(h, spec, n, argv, false, log)
-	if out.lost != nil || out.forwarded != 0 || n.Lister == nil {
-		return nil, n.Lister != nil, out
+	if out.lost != nil || out.forwarded != 0 || !listed {
+		return nil, listed, out
 	}
 	after, out := r.listNative(h, spec, n, log)
 	var removed []consullock.NativeLock
@@ -157,15 +164,18 @@ func (r *Runner) clearNative(h *held, spec Spec, t Target, argv []string, log hc
 }
 
 // listNative reads the tool's locks with its own commands.
+// The outcome is the listing's: a failed listing has a non-zero exit.
 func (r *Runner) listNative(h *held, spec Spec, n *Native, log hclog.Logger) ([]consullock.NativeLock, outcome) {
 	ids, out := r.aux(h, spec, n, n.Lister.ListLocks(), true, log)
+	if out.res.ExitCode != 0 || out.lost != nil || out.forwarded != 0 {
+		return nil, out
+	}
 	var locks []consullock.NativeLock
 	for _, id := range strings.Fields(string(ids)) {
-		if out.lost != nil || out.forwarded != 0 {
-			break
+		show, sout := r.aux(h, spec, n, n.Lister.ShowLock(id), true, log)
+		if sout.lost != nil || sout.forwarded != 0 {
+			return locks, sout
 		}
-		var show []byte
-		show, out = r.aux(h, spec, n, n.Lister.ShowLock(id), true, log)
 		l, err := n.Lister.ParseLock(id, show)
 		if err != nil {
 			l = consullock.NativeLock{ID: id} // gone meanwhile, or unreadable: still listed
@@ -180,10 +190,13 @@ func (r *Runner) listNative(h *held, spec Spec, n *Native, log hclog.Logger) ([]
 // returns its standard output when capture is set. A failure is logged:
 // the main command reports the tool's own error if it matters.
 func (r *Runner) aux(h *held, spec Spec, n *Native, argv []string, capture bool, log hclog.Logger) ([]byte, outcome) {
+	if n.Program != "" {
+		argv = append([]string{n.Program}, argv[1:]...)
+	}
 	path, err := supervise.Resolve(argv[0])
 	if err != nil {
 		log.Warn("native lock command not run", "command", argv, "error", err)
-		return nil, outcome{}
+		return nil, outcome{res: supervise.Result{ExitCode: exitcode.NotFound}}
 	}
 	ps := supervise.Spec{Path: path, Args: argv, Env: n.Env, Dir: spec.Dir,
 		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout}

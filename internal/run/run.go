@@ -92,7 +92,11 @@ func (r *Runner) Run(ctx context.Context, spec Spec) error {
 		return first.err
 	}
 	cleared, retry, err := r.heal(ctx, spec)
+	var lost *LockLostError
+	var stopped *InterruptedError
 	switch {
+	case errors.As(err, &lost), errors.As(err, &stopped):
+		return err // 76 or 128+N: what ended the heal, not the busy exit
 	case err != nil:
 		r.Log.Error("native locks not healed", "error", err)
 		return first.err
@@ -103,7 +107,11 @@ func (r *Runner) Run(ctx context.Context, spec Spec) error {
 	if cleared == nil {
 		cleared = []consullock.NativeLock{} // healed, by a tool that cannot say what it removed
 	}
-	return r.attempt(ctx, spec, cleared).err
+	second := r.attempt(ctx, spec, cleared).err
+	if errors.Is(second, ErrSkipped) {
+		return first.err // busy again after the heal: the run did not happen
+	}
+	return second
 }
 
 // attempted is how one attempt ended.

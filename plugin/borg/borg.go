@@ -233,7 +233,7 @@ func remoteIdentity(user, host, port, pth string) (string, error) {
 // allows one password source; should both be set, the command wins.
 func (*Plugin) Env(r plugin.Repository) []string {
 	own := map[string]string{
-		"BORG_REPO":       r.Location,
+		"BORG_REPO":       envLocation(r),
 		"BORG_EXIT_CODES": "modern",
 	}
 	switch {
@@ -251,6 +251,18 @@ func (*Plugin) Env(r plugin.Repository) []string {
 func (*Plugin) OwnsEnv(name string) bool {
 	return name == "BORG_REPO" || name == "BORG_OTHER_REPO" || name == "BORG_NEW_PASSPHRASE" ||
 		strings.HasPrefix(name, "BORG_PASS")
+}
+
+// envLocation is the location borg is given: a relative local path made
+// absolute against the config's directory, as the identity was.
+func envLocation(r plugin.Repository) string {
+	if strings.Contains(r.Location, "://") {
+		return r.Location
+	}
+	if _, _, _, remote := splitSCP(r.Location); remote {
+		return r.Location
+	}
+	return location.InDir(r.Location, r.BaseDir)
 }
 
 // shellQuote quotes s for a POSIX shell and for Python's shlex.split:
@@ -427,9 +439,14 @@ func (*Plugin) UnlockCommand(policy string) []string {
 
 // repoSlot are the subcommands whose first positional argument is the
 // repository (or an archive in it); for the others only REPO::ARCHIVE
-// forms name one.
+// forms name one. key, benchmark and debug take a subcommand of their own
+// first.
 var repoSlot = argv.Set("prune", "compact", "list", "info", "check", "delete", "init", "break-lock",
-	"upgrade", "recreate", "mount", "with-lock", "diff", "export-tar", "import-tar")
+	"upgrade", "recreate", "mount", "with-lock", "diff", "export-tar", "import-tar", "config",
+	"key", "benchmark", "debug")
+
+// twoLevel are the subcommands whose second word is a subcommand too.
+var twoLevel = argv.Set("key", "benchmark", "debug")
 
 // optionsWithValue are borg 1.x subcommand options that take a separate
 // value, so that the value is not read as a positional argument.
@@ -441,34 +458,44 @@ var optionsWithValue = argv.Flags{
 		"prefix", "glob-archives", "format", "sort-by", "first", "last", "max-duration", "encryption",
 		"storage-quota", "strip-components", "threshold", "lock-wait", "remote-path", "rsh", "umask",
 		"upload-ratelimit", "upload-buffer", "remote-ratelimit", "remote-buffer", "debug-topic",
-		"debug-profile", "path", "tar-filter", "target", "recompress", "save-space", "options"),
+		"debug-profile", "path", "tar-filter", "target", "recompress", "options"),
 	Short: "eCcaPHdwmy",
 }
 
 // Targets implements plugin.Plugin. borg 1.x names the repository as a
 // positional argument: REPO::ARCHIVE anywhere ("::ARCHIVE" alone uses
 // BORG_REPO), or REPO as the first positional argument of the subcommands
-// in repoSlot. A first positional that cannot be a location (no '/' or
-// ':') is left alone: it is some option's value that optionsWithValue does
-// not know.
+// in repoSlot. That slot is the first positional word that can be a
+// location (has '/' or ':' or starts with '.'), so the value of an option
+// this table does not know (argparse accepts abbreviations such as
+// --keep-d 7) does not hide the repository after it.
 func (*Plugin) Targets(args []string) ([]plugin.Target, error) {
 	if plugin.RunsTool(Name, args) != nil {
 		return nil, plugin.ErrOpaque
 	}
-	sub, rest, ok := argv.First(args[1:], commonFlags, func(w string) bool { _, k := modes[w]; return k })
+	isCommand := func(w string) bool { _, k := modes[w]; return k }
+	sub, rest, ok := argv.First(args[1:], commonFlags, isCommand)
 	if !ok {
 		return nil, nil
 	}
+	if twoLevel[sub] {
+		_, rest, _ = argv.First(rest, optionsWithValue, func(string) bool { return true })
+	}
 	var out []plugin.Target
+	slotTaken := false
 	for i, word := range argv.Positionals(rest, optionsWithValue) {
-		if sub == "with-lock" && i > 0 {
+		if sub == "with-lock" && i > 0 && slotTaken {
 			break // the command borg runs under its lock
 		}
 		repo, _, archive := strings.Cut(word, "::")
 		switch {
-		case archive && repo == "":
-			continue // ::ARCHIVE: in BORG_REPO
-		case archive, i == 0 && repoSlot[sub] && strings.ContainsAny(word, "/:"):
+		case archive:
+			slotTaken = true
+			if repo != "" { // "::ARCHIVE" alone: in BORG_REPO
+				out = append(out, plugin.Target{Location: repo, Arg: word})
+			}
+		case repoSlot[sub] && !slotTaken && (strings.ContainsAny(word, "/:") || strings.HasPrefix(word, ".")):
+			slotTaken = true
 			out = append(out, plugin.Target{Location: repo, Arg: word})
 		}
 	}

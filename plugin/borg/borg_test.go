@@ -401,3 +401,24 @@ func TestOwnsEnv(t *testing.T) {
 		}
 	}
 }
+
+// Review findings: forms that named another repository without being seen.
+func TestTargetsHidden(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"borg key change-passphrase /srv/other":          "/srv/other",
+		"borg key export /srv/other /tmp/key":            "/srv/other",
+		"borg config /srv/other append_only 0":           "/srv/other",
+		"borg benchmark crud /srv/other /tmp":            "/srv/other",
+		"borg prune --keep-daily 7 --save-space /srv/o2": "/srv/o2",
+		"borg prune --keep-d 7 /srv/o3":                  "/srv/o3",
+		"borg prune --keep-13weekly 4 /srv/o4":           "/srv/o4",
+	} {
+		got, err := (&Plugin{}).Targets(strings.Fields(cmd))
+		if err != nil || len(got) != 1 || got[0].Location != want {
+			t.Errorf("Targets(%q) = %+v, %v; want %s", cmd, got, err, want)
+		}
+	}
+	if got, _ := (&Plugin{}).Targets(strings.Fields("borg config append_only 0")); len(got) != 0 {
+		t.Errorf("borg config without a repository: %+v", got)
+	}
+}

@@ -81,7 +81,11 @@ func (*Plugin) Env(r plugin.Repository) []string {
 	if r.Location == "" {
 		return nil
 	}
-	return []string{"REPOLOCK_LOCATION=" + r.Location}
+	loc := r.Location
+	if !strings.Contains(loc, "://") && (loc == "." || loc == ".." || strings.HasPrefix(loc, "./") || strings.HasPrefix(loc, "../")) {
+		loc = location.InDir(loc, r.BaseDir) // the path the identity was derived for
+	}
+	return []string{"REPOLOCK_LOCATION=" + loc}
 }
 
 // OwnsEnv implements plugin.Plugin: an unknown tool's variables are unknown.

@@ -341,7 +341,7 @@ func (*Plugin) FromEnv(r plugin.Repository) []string {
 }
 
 func repoEnv(prefix string, r plugin.Repository) map[string]string {
-	own := map[string]string{prefix + "REPOSITORY": r.Location}
+	own := map[string]string{prefix + "REPOSITORY": envLocation(r)}
 	if r.PasswordFile != "" {
 		own[prefix+"PASSWORD_FILE"] = r.PasswordFile
 	}
@@ -349,6 +349,18 @@ func repoEnv(prefix string, r plugin.Repository) map[string]string {
 		own[prefix+"PASSWORD_COMMAND"] = r.PasswordCommand
 	}
 	return own
+}
+
+// envLocation is the location restic is given: a relative local path made
+// absolute against the config's directory, as the identity was.
+func envLocation(r plugin.Repository) string {
+	if rest, ok := strings.CutPrefix(r.Location, "local:"); ok {
+		return "local:" + location.InDir(rest, r.BaseDir)
+	}
+	if strings.Contains(r.Location, ":") {
+		return r.Location // a backend, or a path restic takes as it is
+	}
+	return location.InDir(r.Location, r.BaseDir)
 }
 
 // OwnsEnv implements plugin.Plugin: the variables restic reads to find a
@@ -487,12 +499,14 @@ func (*Plugin) Targets(args []string) ([]plugin.Target, error) {
 	var out []plugin.Target
 	for i := 1; i < len(args); i++ {
 		a := args[i]
-		if a == "--" {
-			break
-		}
+		// No stop at "--": it may be a flag's value ("--tag --"), after
+		// which cobra still reads flags. A file named "-r" is refused
+		// rather than a repository missed.
 		var name, value string
 		var hasValue bool
 		switch {
+		case a == "--":
+			continue
 		case strings.HasPrefix(a, "--"):
 			name, value, hasValue = strings.Cut(a[2:], "=")
 		case strings.HasPrefix(a, "-") && len(a) > 1:

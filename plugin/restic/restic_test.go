@@ -305,8 +305,8 @@ func TestTargets(t *testing.T) {
 		{"restic -vr=/x backup", []plugin.Target{{Location: "/x", Arg: "-vr=/x"}}, ""},
 		{"restic -pr backup", nil, ""}, // "r" is -p's value (password file)
 		{"restic -r -- backup", []plugin.Target{{Location: "--", Arg: "-r --"}}, ""}, // a flag's value, not the end of flags
-		{"restic backup -- -r", nil, ""},
-		{"restic --repo-x /x backup", nil, ""}, // not --repo
+		{"restic backup -- -r", nil, "has no value"},                                 // "--" may be a flag's value: no stop there
+		{"restic --repo-x /x backup", nil, ""},                                       // not --repo
 		{"restic --verbose backup", nil, ""},
 		{"restic", nil, ""},
 		{"restic -r", nil, "has no value"},
@@ -315,7 +315,7 @@ func TestTargets(t *testing.T) {
 		{"restic copy --from-repository-file=f", nil, "--from-repository-file=f"},
 		{"restic -r /x --repository-file f backup", nil, "--repository-file"}, // refused even beside -r
 		{"restic backup -e r /data", nil, ""},
-		{"restic backup -- -r /x", nil, ""},
+		{"restic backup --tag -- -r /x", []plugin.Target{{Location: "/x", Arg: "-r /x"}}, ""},
 		{"restic backup /data", nil, ""},
 		{"restic --repository-file f backup", nil, "--repository-file"},
 		{"restic --repository-file=f backup", nil, "--repository-file=f"},

@@ -137,6 +137,16 @@ func ParseURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// InDir is p made absolute against dir when it is a relative path and dir
+// is set: what the tool must be given so that it opens the directory the
+// lock was derived for, whatever its working directory.
+func InDir(p, dir string) string {
+	if p == "" || filepath.IsAbs(p) || dir == "" {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
 // IndexOutsideBrackets is the index of the first c in s outside "[...]"
 // (an IPv6 address in a host part), or -1.
 func IndexOutsideBrackets(s string, c byte) int {
