@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # checksum database; once go.sum is committed this changes nothing.
 export GONOSUMDB := github.com/hashicorp/consul-awsauth
 
-.PHONY: all build tools consul restic nomad consul-template borg test vet fmt-check unit bench demo fuzz clean
+.PHONY: all build tools consul restic nomad consul-template borg prometheus-tools test vet fmt-check unit bench demo fuzz clean
 
 all: build
 
@@ -37,7 +37,19 @@ nomad: $(BIN)/nomad
 consul-template: $(BIN)/consul-template
 
 # Consul builds `consul lock` too, which the benchmarks compare against.
-tools: $(BIN)/consul $(BIN)/restic $(BIN)/nomad $(BIN)/consul-template borg
+tools: $(BIN)/consul $(BIN)/restic $(BIN)/nomad $(BIN)/consul-template borg prometheus-tools
+
+# node_exporter, the Pushgateway and promtool come from Debian's packages.
+PROM_PKGS := prometheus-node-exporter prometheus-pushgateway prometheus
+prometheus-tools:
+	@missing=""; \
+	for b in prometheus-node-exporter prometheus-pushgateway promtool; do \
+		command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $(PROM_PKGS) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PROM_PKGS) >/dev/null; \
+	else echo "node_exporter, pushgateway or promtool missing and apt-get is not available: install $(PROM_PKGS)" >&2; exit 1; fi
 
 # borg 1.2 comes from Debian's borgbackup package.
 borg:

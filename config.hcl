@@ -36,6 +36,26 @@ lock {
   margin = "3s"
 }
 
+# Prometheus metrics of every run (a job's own metrics block overrides these).
+metrics {
+  # node_exporter's --collector.textfile.directory: one file per job, replaced atomically.
+  textfile = "/var/lib/prometheus/node-exporter"
+  # A Pushgateway for hosts without node_exporter: one group per job and repository.
+  # pushgateway = "http://pushgateway.service.consul:9091"
+}
+
+# A hook for every job: a healthchecks.io ping on each outcome. Hooks run after the
+# lock is released (start: once it is held), bounded by timeout; a failing hook never
+# changes the exit code. They get PATH, REPOLOCK_* (REPOLOCK_EVENT, _OUTCOME, _EXIT_CODE,
+# _ERROR, …) and their own env, nothing else.
+hook "healthchecks" {
+  on      = ["start", "success", "failure", "lost", "busy"]
+  # healthchecks.io takes /start, and the exit code as /<code> (0: success).
+  command = ["sh", "-c", "case $REPOLOCK_EVENT in start) p=start ;; *) p=$REPOLOCK_EXIT_CODE ;; esac; curl -fsS -m 10 --retry 3 -o /dev/null \"$HC_URL/$p\""]
+  env     = { HC_URL = "https://hc-ping.com/your-uuid" }
+  timeout = "30s"
+}
+
 # A restic repository on a NAS over SFTP.
 repository "photos" {
   # Backup tool: "restic", "borg" or "exec".
@@ -74,6 +94,9 @@ repository "archive" {
 job "photos-nightly" {
   # Repository block this job locks.
   repository = "photos"
+  # How often this job should succeed: `repolock status` flags it, and exits 1, when
+  # its last success is older.
+  expect_every = "26h"
   # Command and arguments, run without a shell; secrets go by environment or file, never here.
   command = ["restic", "backup", "--one-file-system", "/data/photos"]
   # Working directory of the command.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -34,6 +35,10 @@ type LastRun struct {
 	// Notes are choices repolock made for the run, e.g. a kill_timeout
 	// shortened to fit Nomad's.
 	Notes []string `json:"notes,omitempty"`
+	// LastSuccess is when each job of this key last succeeded (by job
+	// name; "" for repolock exec), carried from record to record, so that
+	// a failure does not hide how old the last good backup is.
+	LastSuccess map[string]time.Time `json:"last_success,omitempty"`
 }
 
 // NativeLock is one of a backup tool's own repository locks, as the tool
@@ -63,14 +68,29 @@ func (n NativeLock) String() string {
 	return s
 }
 
-// WriteLast records a finished run. It is informational: callers log a
-// failure and go on.
-func WriteLast(ctx context.Context, c *api.Client, prefix, key string, run LastRun) error {
+// WriteLast records a finished run, carrying the previous record's
+// LastSuccess and adding this run's when success is set. It is
+// informational: callers log a failure and go on.
+func WriteLast(ctx context.Context, c *api.Client, prefix, key string, run LastRun, success bool) error {
+	path := RepoPrefix(prefix, key) + "last"
+	if p, _, err := c.KV().Get(path, (&api.QueryOptions{}).WithContext(ctx)); err == nil && p != nil {
+		var prev LastRun
+		if json.Unmarshal(p.Value, &prev) == nil {
+			run.LastSuccess = prev.LastSuccess
+		}
+	}
+	if success {
+		run.LastSuccess = maps.Clone(run.LastSuccess)
+		if run.LastSuccess == nil {
+			run.LastSuccess = map[string]time.Time{}
+		}
+		run.LastSuccess[run.Job] = run.Ended
+	}
 	val, err := json.Marshal(run)
 	if err != nil {
 		return err
 	}
-	_, err = c.KV().Put(&api.KVPair{Key: RepoPrefix(prefix, key) + "last", Value: val},
+	_, err = c.KV().Put(&api.KVPair{Key: path, Value: val},
 		(&api.WriteOptions{}).WithContext(ctx))
 	return classify("write last run", "key:write", err)
 }

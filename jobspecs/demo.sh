@@ -38,4 +38,4 @@ export PATH="$bin:$PATH"
 
 echo
 echo "==> repolock status"
-"$bin/repolock" status
+"$bin/repolock" status -config "$work/demo.hcl"

@@ -19,24 +19,24 @@ import (
 // the Consul client and prefix to read it with: a repository of the config
 // (when one is found) names its lock key, any other name is taken as a key.
 // A -prefix flag (prefixFlag) wins over the config's prefix.
-func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix string, client *api.Client, err error) {
+func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix string, client *api.Client, cfg *config.Config, err error) {
 	key, prefix = name, consullock.DefaultPrefix
 	var consul config.Consul
 	path := configPath(cfgFlag)
 	if _, statErr := os.Stat(path); statErr != nil {
 		if cfgFlag != "" || os.Getenv("REPOLOCK_CONFIG") != "" {
-			return "", "", nil, usagef("config %s: %v", path, statErr)
+			return "", "", nil, nil, usagef("config %s: %v", path, statErr)
 		}
 		// No config: plain keys.
 	} else {
-		cfg, err := loadConfig(path, stderr)
+		cfg, err = loadConfig(path, stderr)
 		if err != nil {
-			return "", "", nil, err
+			return "", "", nil, nil, err
 		}
 		if repo, ok := cfg.Repository(name); ok && name != "" {
 			res, err := plan.Resolve(cfg, repo)
 			if err != nil {
-				return "", "", nil, err
+				return "", "", nil, nil, err
 			}
 			key = res.Key
 		}
@@ -47,11 +47,11 @@ func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix
 	}
 	if key != "" {
 		if err := consullock.CheckKey(key); err != nil {
-			return "", "", nil, usagef("%q is neither a repository of the config nor a lock key: %v", name, err)
+			return "", "", nil, nil, usagef("%q is neither a repository of the config nor a lock key: %v", name, err)
 		}
 	}
 	client, err = consulClient(consul)
-	return key, prefix, client, err
+	return key, prefix, client, cfg, err
 }
 
 func cmdBreak(args []string, stdout, stderr io.Writer) error {
@@ -72,7 +72,7 @@ func cmdBreak(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
 		return usagef("break: want exactly one REPOSITORY or KEY (not empty: an empty one would name every lock)")
 	}
-	key, pfx, client, err := lockTarget(fs.Arg(0), *cfgFlag, *prefix, stderr)
+	key, pfx, client, _, err := lockTarget(fs.Arg(0), *cfgFlag, *prefix, stderr)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
+	"github.com/repolock/repolock/internal/hooks"
+	"github.com/repolock/repolock/internal/metrics"
 	"github.com/repolock/repolock/internal/nomadtask"
 	"github.com/repolock/repolock/internal/plan"
 	"github.com/repolock/repolock/internal/run"
@@ -117,7 +119,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 	signals, stop := notifySignals()
 	defer stop()
 	r := &run.Runner{Client: client, Log: log.With("job", job.Name, "repository", job.Repository), Signals: signals}
-	return r.Run(context.Background(), spec)
+	r.OnStart = func(vars []string) { hooks.Run(job.Hooks, hooks.Start, append(vars, "REPOLOCK_JOB="+job.Name), r.Log) }
+	err = r.Run(context.Background(), spec)
+	// After the release: metrics and hooks never hold the lock.
+	recordMetrics(job, r.Summary, err, r.Log)
+	runEndHooks(job, spec, r.Summary, err, r.Log)
+	return err
 }
 
 // validation is what `repolock validate -json` prints.
@@ -233,4 +240,59 @@ func fitSupervisor(spec *run.Spec, log hclog.Logger) {
 		"configured", spec.Timing.KillTimeout.String(), "nomad_kill_timeout", nomad.String())
 	spec.Timing.KillTimeout = fit
 	spec.Notes = append(spec.Notes, note)
+}
+
+// recordMetrics writes the run's metrics where the job's metrics block
+// says; a failure is logged and never changes the exit code.
+func recordMetrics(job *config.Job, sum run.Summary, err error, log hclog.Logger) {
+	sink := metrics.Sink{Textfile: job.Metrics.Textfile, Pushgateway: job.Metrics.Pushgateway}
+	if sink == (metrics.Sink{}) {
+		return
+	}
+	r := metrics.Run{Job: job.Name, Repository: job.Repository, Mode: string(sum.Mode), Outcome: outcome(err),
+		Exit: exitCode(err), Started: sum.Started, Ended: sum.Ended, NativeLocksCleared: sum.NativeLocksCleared, Version: version}
+	if !sum.Granted.IsZero() {
+		r.LockWait = sum.Granted.Sub(sum.Started)
+	} else {
+		r.LockWait = sum.Ended.Sub(sum.Started)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if werr := metrics.Write(ctx, sink, r); werr != nil {
+		log.Warn("could not write metrics", "error", werr)
+	}
+}
+
+// runEndHooks runs the job's hooks for the run's outcome, after the
+// release, with the run's variables and REPOLOCK_OUTCOME, _EXIT_CODE and
+// _ERROR (one line).
+func runEndHooks(job *config.Job, spec run.Spec, sum run.Summary, err error, log hclog.Logger) {
+	if len(job.Hooks) == 0 {
+		return
+	}
+	o := outcome(err)
+	event := hooks.Failure
+	switch o {
+	case metrics.Success:
+		event = hooks.Success
+	case metrics.Busy:
+		event = hooks.Busy
+	case metrics.Lost:
+		event = hooks.Lost
+	}
+	vars := sum.Vars
+	if vars == nil { // never granted: name the lock at least
+		for _, t := range spec.Targets {
+			if t.Primary {
+				vars = []string{"REPOLOCK_REPOSITORY=" + t.Repository, "REPOLOCK_KEY=" + t.Key, "REPOLOCK_MODE=" + string(t.Mode)}
+			}
+		}
+	}
+	msg := ""
+	if err != nil {
+		msg = strings.Join(strings.Fields(err.Error()), " ")
+	}
+	vars = append(append([]string(nil), vars...), "REPOLOCK_JOB="+job.Name, "REPOLOCK_OUTCOME="+o,
+		fmt.Sprintf("REPOLOCK_EXIT_CODE=%d", exitCode(err)), "REPOLOCK_ERROR="+msg)
+	hooks.Run(job.Hooks, event, vars, log)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/exitcode"
+	"github.com/repolock/repolock/internal/metrics"
 	"github.com/repolock/repolock/internal/run"
 	"github.com/repolock/repolock/internal/supervise"
 )
@@ -125,6 +126,30 @@ func exitCode(err error) int {
 		return exitcode.Unreachable
 	}
 	return exitcode.Unknown
+}
+
+// outcome names an outcome for metrics and hooks; like exitCode, it is
+// decided here only.
+func outcome(err error) string {
+	var (
+		conf  *configError
+		usage *usageError
+		lost  *run.LockLostError
+		intr  *run.InterruptedError
+	)
+	switch {
+	case err == nil:
+		return metrics.Success
+	case errors.Is(err, run.ErrSkipped), errors.Is(err, consullock.ErrTimeout):
+		return metrics.Busy
+	case errors.As(err, &lost):
+		return metrics.Lost
+	case errors.As(err, &intr):
+		return metrics.Interrupted
+	case errors.As(err, &conf), errors.As(err, &usage):
+		return metrics.Config
+	}
+	return metrics.Failure
 }
 
 // newLogger builds the go-hclog logger every command uses (on stderr, so a

@@ -17,9 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/repolock/repolock/internal/hooks"
 )
 
 // DefaultPrefix is the Consul KV prefix used when the consul block sets none.
@@ -29,6 +32,8 @@ const DefaultPrefix = "repolock"
 type Config struct {
 	Consul       Consul
 	Lock         Lock          // effective top-level lock settings: defaults overlaid by the lock block
+	Metrics      Metrics       // the top-level metrics block
+	Hooks        []hooks.Hook  // top-level hooks, run for every job
 	Repositories []*Repository // in file order
 	Jobs         []*Job        // in file order
 	Filename     string
@@ -77,9 +82,22 @@ type Job struct {
 	Dir        string
 	Env        map[string]string
 	Lock       Lock // the job's lock block over the top-level one, over the defaults
-	DeclRange  hcl.Range
+	// Metrics is the job's metrics block over the top-level one.
+	Metrics Metrics
+	// Hooks are the top-level hooks and then the job's own.
+	Hooks []hooks.Hook
+	// ExpectEvery is how often the job should succeed; status flags a
+	// repository whose last success is older (0: not checked).
+	ExpectEvery time.Duration
+	DeclRange   hcl.Range
 	// Ranges maps each attribute present to its value's source range.
 	Ranges map[string]hcl.Range
+}
+
+// Metrics says where a job's metrics go; empty fields are off.
+type Metrics struct {
+	Textfile    string // a node_exporter textfile collector directory: one file per job
+	Pushgateway string // a Pushgateway URL: one push per job
 }
 
 // Job returns the job with the given name.

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 
 	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/hooks"
 	"github.com/repolock/repolock/internal/timing"
 	"github.com/repolock/repolock/plugin"
 	_ "github.com/repolock/repolock/plugin/all" // the tools a repository may name
@@ -30,6 +33,8 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "lock"},
 		{Type: "repository", LabelNames: []string{"name"}},
 		{Type: "job", LabelNames: []string{"name"}},
+		{Type: "metrics"},
+		{Type: "hook", LabelNames: []string{"name"}},
 	},
 }
 
@@ -57,6 +62,26 @@ type lockBody struct {
 	Body          hcl.Body  `hcl:",body"`
 }
 
+type hookBody struct {
+	On      []string          `hcl:"on"`
+	Command []string          `hcl:"command"`
+	Env     map[string]string `hcl:"env,optional"`
+	Timeout *string           `hcl:"timeout,optional"`
+	Body    hcl.Body          `hcl:",body"`
+}
+
+// hookBlock is a job's hook block as gohcl decodes it, label included.
+type hookBlock struct {
+	Name string   `hcl:"name,label"`
+	Body hcl.Body `hcl:",remain"`
+}
+
+type metricsBody struct {
+	Textfile    *string  `hcl:"textfile,optional"`
+	Pushgateway *string  `hcl:"pushgateway,optional"`
+	Body        hcl.Body `hcl:",body"`
+}
+
 type repositoryBody struct {
 	Tool            string            `hcl:"tool"`
 	Location        string            `hcl:"location"`
@@ -78,7 +103,11 @@ type jobBody struct {
 	Dir        *string           `hcl:"dir,optional"`
 	Env        map[string]string `hcl:"env,optional"`
 	Lock       *lockBody         `hcl:"lock,block"`
-	Body       hcl.Body          `hcl:",body"`
+	Metrics    *metricsBody      `hcl:"metrics,block"`
+	Hooks      []hookBlock       `hcl:"hook,block"`
+	// ExpectEvery is a duration, parsed with its range at hand.
+	ExpectEvery *string  `hcl:"expect_every,optional"`
+	Body        hcl.Body `hcl:",body"`
 }
 
 // nameRE is what repository and job names and lock keys may contain: they
@@ -127,6 +156,15 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 		if topLockOK {
 			cfg.Lock = topLock.resolve()
 			topLockOK = d.checkTiming(cfg.Lock, topLock, "")
+		}
+	}
+
+	if b := d.single(blocks["metrics"]); b != nil {
+		cfg.Metrics = d.metrics(b.Body, Metrics{})
+	}
+	for _, b := range blocks["hook"] {
+		if h, ok := d.hook(b.Labels[0], b.Body, b.DefRange); ok {
+			cfg.Hooks = append(cfg.Hooks, h)
 		}
 	}
 
@@ -396,6 +434,25 @@ func (d *decoder) job(b *hcl.Block, cfg *Config, repos map[string]*hcl.Block, re
 		tool, _ = plugin.Get(r.Tool)
 	}
 	ok = d.env(j.Env, ranges, b, tool) && ok
+
+	j.Hooks = slices.Clone(cfg.Hooks)
+	for _, hb := range jb.Hooks {
+		h, hookOK := d.hook(hb.Name, hb.Body, b.DefRange)
+		ok = ok && hookOK
+		j.Hooks = append(j.Hooks, h)
+	}
+	j.Metrics = cfg.Metrics
+	if jb.Metrics != nil {
+		j.Metrics = d.metrics(jb.Metrics.Body, cfg.Metrics)
+	}
+	if jb.ExpectEvery != nil {
+		every, err := time.ParseDuration(*jb.ExpectEvery)
+		if err != nil || every <= 0 {
+			ok = d.errorf(ranges, "expect_every", b, "Invalid expect_every",
+				"expect_every = %q must be a positive duration such as \"26h\" (how often the job should succeed).", *jb.ExpectEvery)
+		}
+		j.ExpectEvery = every
+	}
 
 	j.Lock = cfg.Lock
 	if jb.Lock != nil {
@@ -689,4 +746,67 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// metrics decodes a metrics block over base (a job's over the top level's).
+func (d *decoder) metrics(body hcl.Body, base Metrics) Metrics {
+	mb, ranges, ok := decodeBlock[metricsBody](d, body)
+	if !ok {
+		return base
+	}
+	if mb.Textfile != nil {
+		base.Textfile = *mb.Textfile
+		if !filepath.IsAbs(base.Textfile) {
+			d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid textfile",
+				Detail:  fmt.Sprintf("textfile = %q must be an absolute directory (node_exporter's --collector.textfile.directory).", base.Textfile),
+				Subject: ranges["textfile"].Ptr()})
+		}
+	}
+	if mb.Pushgateway != nil {
+		base.Pushgateway = strings.TrimSuffix(*mb.Pushgateway, "/")
+		if u, err := url.Parse(base.Pushgateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid pushgateway",
+				Detail:  fmt.Sprintf("pushgateway = %q must be an http(s) URL such as \"http://pushgateway:9091\".", base.Pushgateway),
+				Subject: ranges["pushgateway"].Ptr()})
+		}
+	}
+	return base
+}
+
+// hook decodes a hook block.
+func (d *decoder) hook(name string, body hcl.Body, decl hcl.Range) (hooks.Hook, bool) {
+	hb, ranges, ok := decodeBlock[hookBody](d, body)
+	if !ok {
+		return hooks.Hook{}, false
+	}
+	h := hooks.Hook{Name: name, On: hb.On, Command: hb.Command, Env: hb.Env}
+	fail := func(attr, summary, format string, args ...any) {
+		subject := decl
+		if r, found := ranges[attr]; found {
+			subject = r
+		}
+		d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary,
+			Detail: fmt.Sprintf(format, args...), Subject: subject.Ptr()})
+		ok = false
+	}
+	events := hooks.Events()
+	for _, e := range h.On {
+		if !slices.Contains(events, e) {
+			fail("on", "Invalid hook event", "%q is not an event; use %s.%s", e, quoteList(events), didYouMean(e, events))
+		}
+	}
+	if len(h.On) == 0 {
+		fail("on", "Hook without events", "on must name at least one of %s.", quoteList(events))
+	}
+	if len(h.Command) == 0 || strings.TrimSpace(h.Command[0]) == "" {
+		fail("command", "Empty command", "A hook's command names the program and its arguments, e.g. [\"curl\", \"-fsS\", \"https://hc-ping.com/…\"].")
+	}
+	if hb.Timeout != nil {
+		t, err := time.ParseDuration(*hb.Timeout)
+		if err != nil || t <= 0 {
+			fail("timeout", "Invalid timeout", "timeout = %q must be a positive duration such as \"10s\".", *hb.Timeout)
+		}
+		h.Timeout = t
+	}
+	return h, ok
 }

@@ -9,6 +9,7 @@ import "syscall"
 // gives its own code instead.
 const (
 	OK            = 0
+	Stale         = 1  // status: a job has no success within its expect_every
 	Usage         = 64 // bad command-line usage
 	Unreachable   = 69 // Consul unreachable
 	Unknown       = 70 // the guard died before proving the command's group gone

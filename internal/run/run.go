@@ -67,6 +67,24 @@ type Runner struct {
 	// Started, when set, is called with each command's process once it
 	// runs (tests use it to act on the command mid-run).
 	Started func(*supervise.Process)
+	// OnStart, when set, is called with the run's REPOLOCK_* variables
+	// once the lock is held, right before the command starts (start hooks).
+	OnStart func(vars []string)
+	// Summary is what the last Run did, for metrics and hooks.
+	Summary Summary
+}
+
+// Summary is what a Run did: when it began, was first granted its lock and
+// ended, in which mode, with which exit, and how many native locks it
+// removed. Granted is zero when no lock was granted.
+type Summary struct {
+	Started, Granted, Ended time.Time
+	Mode                    consullock.Mode
+	Exit                    int
+	NativeLocksCleared      int
+	// Vars are the REPOLOCK_* variables the command got (of the last
+	// attempt), for hooks.
+	Vars []string
 }
 
 // deadlinePoll is how often the loop compares CLOCK_BOOTTIME with the kill
@@ -87,6 +105,8 @@ func terminating(s syscall.Signal) bool {
 // with its tool's "native lock busy" code and a repository's unlock_native
 // allows it, Run heals (see heal) and runs the command once more.
 func (r *Runner) Run(ctx context.Context, spec Spec) error {
+	r.Summary = Summary{Started: time.Now()}
+	defer func() { r.Summary.Ended = time.Now() }()
 	first := r.attempt(ctx, spec, nil)
 	if !first.busy || !healable(spec) {
 		return first.err
@@ -145,6 +165,9 @@ func (r *Runner) attempt(ctx context.Context, spec Spec, cleared []consullock.Na
 	lock, primary := h.primary()
 	log := r.Log.With("key", primary.Key, "session", lock.Session(), "fencing_token", lock.Token())
 	log.Info("lock acquired", "mode", primary.Mode)
+	if r.Summary.Granted.IsZero() {
+		r.Summary.Granted = time.Now()
+	}
 	rec := &consullock.LastRun{Job: spec.Job, Mode: primary.Mode, Started: time.Now().UTC(), Holder: spec.Holder,
 		Token: lock.Token(), Session: lock.Session(), NativeLocksCleared: cleared, Notes: spec.Notes}
 	if cleared != nil {
@@ -152,10 +175,12 @@ func (r *Runner) attempt(ctx context.Context, spec Spec, cleared []consullock.Na
 	}
 	res := r.command(h, guard, path, spec, rec, log)
 	rec.Ended = time.Now().UTC()
+	r.Summary.Mode, r.Summary.Exit = rec.Mode, rec.Exit
+	r.Summary.NativeLocksCleared = len(rec.NativeLocksCleared)
 	// Release first: the next waiter should not wait for the history.
 	r.finish(h, log, res.doubt)
 	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := consullock.WriteLast(wctx, r.Client, spec.Prefix, primary.Key, *rec); err != nil {
+	if err := consullock.WriteLast(wctx, r.Client, spec.Prefix, primary.Key, *rec, res.err == nil); err != nil {
 		log.Warn("could not record the last run", "error", err)
 	}
 	cancel()
@@ -193,14 +218,19 @@ func (r *Runner) command(h *held, guard *supervise.Guard, path string, spec Spec
 		return ran{err: err}
 	}
 	lock, primary := h.primary()
-	env := append(append([]string(nil), spec.Env...),
+	vars := []string{
 		"REPOLOCK_HELD=1",
-		"REPOLOCK_REPOSITORY="+primary.Repository,
-		"REPOLOCK_KEY="+primary.Key,
-		"REPOLOCK_MODE="+string(primary.Mode),
-		"REPOLOCK_SESSION="+lock.Session(),
-		"REPOLOCK_FENCING_TOKEN="+strconv.FormatUint(lock.Token(), 10),
-	)
+		"REPOLOCK_REPOSITORY=" + primary.Repository,
+		"REPOLOCK_KEY=" + primary.Key,
+		"REPOLOCK_MODE=" + string(primary.Mode),
+		"REPOLOCK_SESSION=" + lock.Session(),
+		"REPOLOCK_FENCING_TOKEN=" + strconv.FormatUint(lock.Token(), 10),
+	}
+	r.Summary.Vars = vars
+	if r.OnStart != nil {
+		r.OnStart(vars)
+	}
+	env := append(append([]string(nil), spec.Env...), vars...)
 	out, err := r.supervise(h, guard.Start, supervise.Spec{Path: path, Args: spec.Args, Env: env, Dir: spec.Dir,
 		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout}, spec.Timing, log, r.Started)
 	if err != nil {
