@@ -49,6 +49,9 @@ type Record struct {
 	Token   uint64     `json:"fencing_token,omitempty"`
 	// CreateIndex is Consul's, filled in when read back; it orders contenders.
 	CreateIndex uint64 `json:"-"`
+	// key and modifyIndex locate the entry for a blocking watch.
+	key         string
+	modifyIndex uint64
 }
 
 // Record states.

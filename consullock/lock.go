@@ -16,8 +16,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,6 +110,59 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	// Waiting is patient: while Consul is unreachable (a leader election,
+	// lost quorum, an agent restart) a waiter retries, and when its session
+	// lapses it queues again with a new one, until Wait runs out. Only a
+	// holder is strict.
+	deadline := time.Now().Add(cfg.Wait)
+	backoff := cfg.Tuning.RetryDelay
+	for {
+		try := cfg
+		try.Wait = max(time.Until(deadline), 0)
+		l, err := acquireOnce(ctx, try)
+		if err == nil || !retryable(err) || cfg.Wait == 0 || ctx.Err() != nil {
+			return l, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, err
+		}
+		// Jitter, so that the waiters of a cluster do not all come back in
+		// the same instant after an election.
+		pause := min(backoff/2+time.Duration(rand.Int64N(int64(backoff))), left)
+		cfg.Logger.Warn("Consul unreachable while waiting; this contender lost its place in the queue and queues again",
+			"key", cfg.Key, "retry_in", pause.Round(time.Millisecond), "wait_left", left.Round(time.Second), "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+		backoff = min(2*backoff, max(cfg.Lease.TTL, cfg.Tuning.RetryDelay))
+	}
+}
+
+// retryable reports whether a failed acquisition may succeed later:
+// Consul did not answer, had no leader, or the waiting session lapsed
+// because no renewal got through. A refusal (ACL) or a destroyed session
+// (an operator break) is final.
+func retryable(err error) bool {
+	var ue *UnreachableError
+	var se api.StatusError
+	if errors.As(err, &ue) {
+		return true
+	}
+	if errors.As(err, &se) && (se.Code >= 500 || se.Code == 429) {
+		return true
+	}
+	// 429: the agent's per-client connection limit; it frees up as other
+	// requests end.
+	msg := err.Error()
+	return strings.Contains(msg, "No cluster leader") || strings.Contains(msg, "rpc error") ||
+		strings.Contains(msg, "Unexpected response code: 5") || strings.Contains(msg, "Unexpected response code: 429")
+}
+
+// acquireOnce is one session's try: create it, queue, wait for the grant.
+func acquireOnce(ctx context.Context, cfg Config) (*Lock, error) {
 	l := &Lock{
 		cfg:      cfg,
 		kv:       cfg.Client.KV(),
@@ -226,10 +281,12 @@ func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 	return ok, nil
 }
 
-// waitGrant blocks on the key's folder until this contender is eligible.
-// It is one loop, longer than most functions here, because each turn's
-// decisions (retry, give up, lost, granted) depend on the same request's
-// error, index and deadline; split, they would pass all of it around.
+// waitGrant waits until this contender is eligible. It reads the key's
+// folder once per wake-up and blocks on the one live entry it waits behind
+// (blocker), never on the whole folder: a grant, a holder record or a
+// release wakes only the contender right behind it, so N queued contenders
+// cost O(N) reads in all, not O(N²) (the ZooKeeper lock recipe, adapted to
+// shared and exclusive contenders).
 func (l *Lock) waitGrant(ctx context.Context) error {
 	deadline := time.Now().Add(l.cfg.Wait)
 	wctx, cancel := context.WithCancel(ctx)
@@ -239,46 +296,17 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 	defer stopOnLoss()
 
 	folder := RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/"
-	var index uint64
 	reported := false
 	for {
-		opts := &api.QueryOptions{WaitIndex: index, WaitTime: min(max(time.Until(deadline), time.Millisecond), l.cfg.Tuning.MaxBlock)}
-		if index == 0 {
-			opts.WaitIndex, opts.WaitTime = 0, 0
-		}
-		// Consul answers a blocking query after WaitTime plus up to
-		// WaitTime/16 of jitter; silence well past that is an agent that
-		// does not answer, not a lock that is busy.
-		rctx, rcancel := context.WithTimeout(wctx, opts.WaitTime+opts.WaitTime/16+l.requestTimeout())
-		pairs, meta, err := l.kv.List(folder, opts.WithContext(rctx))
-		timedOut := rctx.Err() == context.DeadlineExceeded
-		rcancel()
+		var pairs api.KVPairs
+		meta, err := l.read(wctx, ctx, deadline, "read lock entries", fmt.Sprintf("key:read on %q", folder), func(opts *api.QueryOptions) (*api.QueryMeta, error) {
+			var err error
+			var m *api.QueryMeta
+			pairs, m, err = l.kv.List(folder, opts)
+			return m, err
+		}, 0)
 		if err != nil {
-			switch {
-			case l.ctx.Err() != nil:
-				return l.lossWhileWaiting()
-			case ctx.Err() != nil:
-				return ctx.Err()
-			case timedOut:
-				return &UnreachableError{Op: "read lock entries", Err: err}
-			}
-			err = classify("read lock entries", fmt.Sprintf("key:read on %q", folder), err)
-			var pe *PermissionError
-			if errors.As(err, &pe) || time.Now().After(deadline) {
-				return err
-			}
-			// A leader election or an agent restart: retry until the wait
-			// ends; the renewal deadline decides "unreachable" meanwhile.
-			l.log.Warn("reading lock entries failed; retrying", "key", l.cfg.Key, "error", err)
-			select {
-			case <-wctx.Done():
-			case <-time.After(l.cfg.Tuning.RetryDelay):
-			}
-			index = 0
-			continue
-		}
-		if l.ctx.Err() != nil {
-			return l.lossWhileWaiting() // never grant a lock already lost
+			return err
 		}
 		live := liveRecords(pairs)
 		ahead, mine, ok := position(live, l.session)
@@ -297,12 +325,74 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		if time.Now().After(deadline) || l.cfg.Wait == 0 {
 			return l.timeout(ahead)
 		}
-		if meta.LastIndex < index {
-			index = 0 // the index went backwards (snapshot restore): start over
-		} else {
-			index = meta.LastIndex
+		b := blocker(mine.Mode, ahead)
+		// Block until the blocker's entry changes (a holder record) or
+		// goes (its session ended); then look at the queue again.
+		if _, err := l.read(wctx, ctx, deadline, "watch lock entry "+b.key, fmt.Sprintf("key:read on %q", folder), func(opts *api.QueryOptions) (*api.QueryMeta, error) {
+			_, m, err := l.kv.Get(b.key, opts)
+			return m, err
+		}, b.modifyIndex); err != nil {
+			return err
 		}
 	}
+}
+
+// read runs one read of waitGrant, blocking from index (0: not blocking),
+// retrying what a leader election or an agent restart makes fail until the
+// wait ends. Its errors are final: a loss, the caller's end, a refusal, or
+// Consul unreachable.
+func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need string, do func(*api.QueryOptions) (*api.QueryMeta, error), index uint64) (*api.QueryMeta, error) {
+	for {
+		opts := &api.QueryOptions{}
+		if index != 0 {
+			opts.WaitIndex, opts.WaitTime = index, min(max(time.Until(deadline), time.Millisecond), l.cfg.Tuning.MaxBlock)
+		}
+		// Consul answers a blocking query after WaitTime plus up to
+		// WaitTime/16 of jitter; silence well past that is an agent that
+		// does not answer, not a lock that is busy.
+		rctx, rcancel := context.WithTimeout(wctx, opts.WaitTime+opts.WaitTime/16+l.requestTimeout())
+		meta, err := do(opts.WithContext(rctx))
+		timedOut := rctx.Err() == context.DeadlineExceeded
+		rcancel()
+		switch {
+		case l.ctx.Err() != nil:
+			return nil, l.lossWhileWaiting() // never grant a lock already lost
+		case err == nil:
+			return meta, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case timedOut:
+			return nil, &UnreachableError{Op: op, Err: err}
+		}
+		err = classify(op, need, err)
+		var pe *PermissionError
+		if errors.As(err, &pe) || time.Now().After(deadline) {
+			return nil, err
+		}
+		// A leader election or an agent restart: retry until the wait
+		// ends; the renewal deadline decides "unreachable" meanwhile.
+		l.log.Warn("reading lock entries failed; retrying", "key", l.cfg.Key, "error", err)
+		select {
+		case <-wctx.Done():
+		case <-time.After(l.cfg.Tuning.RetryDelay):
+		}
+		index = 0
+	}
+}
+
+// blocker is the live entry a waiting contender of mode waits behind:
+// for an exclusive one the entry right ahead of it, for a shared one the
+// nearest exclusive entry ahead. ahead is not empty and not eligible.
+func blocker(mode Mode, ahead []Record) Record {
+	if mode == Exclusive {
+		return ahead[len(ahead)-1]
+	}
+	for i := len(ahead) - 1; i >= 0; i-- {
+		if ahead[i].Mode != Shared {
+			return ahead[i]
+		}
+	}
+	return ahead[len(ahead)-1]
 }
 
 // lossWhileWaiting reports a session lost before the grant: a missed
@@ -341,6 +431,7 @@ func liveRecords(pairs api.KVPairs) []Record {
 		}
 		r.Session = p.Session
 		r.CreateIndex = p.CreateIndex
+		r.key, r.modifyIndex = p.Key, p.ModifyIndex
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreateIndex < out[j].CreateIndex })

@@ -384,15 +384,53 @@ func TestAgentLeaveKeepsSession(t *testing.T) {
 	release(t, o)
 }
 
-// A waiter whose agent stops answering reports Consul unreachable, not a
-// busy lock.
-func TestFrozenAgentWhileWaiting(t *testing.T) {
+// A waiter whose agent stops answering rides it out while its wait lasts:
+// its session lapses, it queues again with a new one (saying it lost its
+// place), and it is granted once the holder releases.
+func TestWaiterRidesOutFrozenAgent(t *testing.T) {
 	srv := testcluster.StartServer(t)
 	cli := testcluster.StartClient(t, srv)
 	h := acquire(t, cfg(srv.Client(t), "wait-frozen", consullock.Exclusive))
-	defer release(t, h)
+	var logs testcluster.SyncBuffer
 	w := cfg(cli.Client(t), "wait-frozen", consullock.Exclusive)
 	w.Wait = time.Minute
+	w.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
+	ch := make(chan error, 1)
+	var granted *consullock.Lock
+	go func() {
+		l, err := consullock.Acquire(context.Background(), w)
+		granted = l
+		ch <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cli.Freeze(t)
+	time.Sleep(3 * fast.TTL) // the waiter's session lapses on the server
+	cli.Thaw(t)
+	time.Sleep(fast.TTL)
+	release(t, h)
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatalf("waiter with a minute left: %v, want the grant after the outage", err)
+		}
+		release(t, granted)
+	case <-time.After(30 * time.Second):
+		t.Fatal("waiter not granted after its agent came back and the holder released")
+	}
+	if !strings.Contains(logs.String(), "lost its place in the queue") {
+		t.Errorf("the waiter did not log that it lost its place:\n%s", logs.String())
+	}
+}
+
+// A waiter whose wait is shorter than the outage reports Consul
+// unreachable when the wait runs out, not a busy lock.
+func TestFrozenAgentPastWait(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	cli := testcluster.StartClient(t, srv)
+	h := acquire(t, cfg(srv.Client(t), "wait-frozen-short", consullock.Exclusive))
+	defer release(t, h)
+	w := cfg(cli.Client(t), "wait-frozen-short", consullock.Exclusive)
+	w.Wait = 3 * time.Second
 	errc := make(chan error, 1)
 	go func() {
 		_, err := consullock.Acquire(context.Background(), w)
@@ -407,8 +445,8 @@ func TestFrozenAgentWhileWaiting(t *testing.T) {
 		if !errors.As(err, &ue) {
 			t.Fatalf("err = %v, want UnreachableError", err)
 		}
-	case <-time.After(2 * fast.TTL):
-		t.Fatal("waiter did not give up within 2×ttl of its agent freezing")
+	case <-time.After(w.Wait + 3*fast.TTL):
+		t.Fatal("waiter did not give up soon after its wait ran out")
 	}
 }
 

@@ -58,8 +58,14 @@ func (s *SyncBuffer) String() string {
 type Option func(*options)
 
 type options struct {
-	acl bool
+	acl      bool
+	maxConns int
 }
+
+// WithMaxConnsPerClient raises the agent's limit of HTTP connections per
+// client IP (limits.http_max_conns_per_client, 200 by default), for tests
+// that run hundreds of contenders from one address.
+func WithMaxConnsPerClient(n int) Option { return func(o *options) { o.maxConns = n } }
 
 // WithACL enables ACLs with default deny and ManagementToken as the
 // initial management token.
@@ -136,6 +142,9 @@ ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -
 session_ttl_min = "1s"
 log_level = "warn"
 `, http, serf, server)
+	if o.maxConns > 0 {
+		hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", o.maxConns)
+	}
 	if o.acl {
 		hcl += fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }
 `, ManagementToken, ManagementToken)
