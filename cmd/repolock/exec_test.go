@@ -322,7 +322,7 @@ func TestExecExitCodes(t *testing.T) {
 		{"killed by SIGTERM", env, []string{"exec", "-key", "codes", "--", "sh", "-c", "kill -TERM $$"}, 143, ""},
 		{"not found", env, []string{"exec", "-key", "codes", "--", "no-such-command-xyz"}, 127, "no-such-command-xyz"},
 		{"not executable", env, []string{"exec", "-key", "codes", "--", notExec}, 126, "permission denied"},
-		{"unreachable", unreachable, []string{"exec", "-key", "codes", "--", "true"}, 69, "Consul unreachable"},
+		{"unreachable", unreachable, []string{"exec", "-key", "codes", "-wait", "1s", "--", "true"}, 69, "Consul unreachable"}, // retried while the wait lasts
 		{"bad flag", env, []string{"exec", "-key", "codes", "-bogus", "--", "true"}, 64, "-bogus"},
 		{"no key", env, []string{"exec", "--", "true"}, 64, "-key is required"},
 		{"no command", env, []string{"exec", "-key", "codes"}, 64, "no command"},
