@@ -288,3 +288,129 @@ func (a *Agent) Stop() {
 
 // Logs returns what the agent printed so far, for failure messages.
 func (a *Agent) Logs() string { return a.logBuf.String() }
+
+// Cluster is several Consul servers and client agents, each on its own
+// loopback address, for fault tests: kill, restart (same data dir), freeze
+// and thaw any agent, and find the leader.
+type Cluster struct {
+	Servers []*Agent
+	Clients []*Agent
+}
+
+// StartCluster starts servers (on 127.0.0.1, .2, …) with session_ttl_min
+// 1s and fast Raft timing, and clients on the next addresses, all joined,
+// and waits until every agent sees a leader.
+func StartCluster(t testing.TB, servers, clients int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	var joins []string
+	type plan struct {
+		host            string
+		http, serf, rpc int
+		server          bool
+	}
+	var plans []plan
+	for i := 0; i < servers+clients; i++ {
+		host := fmt.Sprintf("127.0.0.%d", i+1)
+		p := FreePorts(t, host, 3)
+		plans = append(plans, plan{host, p[0], p[1], p[2], i < servers})
+		if i < servers {
+			joins = append(joins, net.JoinHostPort(host, fmt.Sprint(p[1])))
+		}
+	}
+	for i, p := range plans {
+		hcl := fmt.Sprintf(`
+ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
+log_level = "warn"
+performance { raft_multiplier = 1 }
+`, p.http, p.serf, p.rpc)
+		args := []string{"-data-dir", t.TempDir(), "-hcl", hcl, "-retry-interval", "200ms"}
+		for _, j := range joins {
+			args = append(args, "-retry-join", j)
+		}
+		role := "client"
+		if p.server {
+			role = fmt.Sprintf("server%d", i+1)
+			args = append(args, "-server", "-bootstrap-expect", fmt.Sprint(servers), "-hcl", `session_ttl_min = "1s"`)
+		}
+		a := start(t, role, p.host, p.serf, p.http, args...)
+		if p.server {
+			c.Servers = append(c.Servers, a)
+		} else {
+			c.Clients = append(c.Clients, a)
+		}
+	}
+	for _, a := range append(append([]*Agent(nil), c.Servers...), c.Clients...) {
+		a.waitReady(t, 60*time.Second)
+	}
+	return c
+}
+
+// Leader returns the server that leads now, waiting up to limit for one.
+func (c *Cluster) Leader(t testing.TB, limit time.Duration) *Agent {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		for _, s := range c.Servers {
+			if s.stoppedNow() {
+				continue
+			}
+			cfg := api.DefaultNonPooledConfig()
+			cfg.Address = s.Addr
+			cfg.WaitTime = time.Second
+			cl, _ := api.NewClient(cfg)
+			leader, err := cl.Status().Leader()
+			if err != nil || leader == "" {
+				continue
+			}
+			host, _, _ := net.SplitHostPort(leader)
+			for _, cand := range c.Servers {
+				if h, _, _ := net.SplitHostPort(cand.Addr); h == host && !cand.stoppedNow() {
+					return cand
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("testcluster: no leader within %s", limit)
+	return nil
+}
+
+func (a *Agent) stoppedNow() bool {
+	select {
+	case <-a.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill SIGKILLs the agent, as a crash would.
+func (a *Agent) Kill(t testing.TB) {
+	t.Helper()
+	_ = a.cmd.Process.Signal(syscall.SIGCONT)
+	_ = a.cmd.Process.Kill()
+	<-a.stopped
+}
+
+// Restart starts a stopped or killed agent again with the same arguments
+// and data dir, and waits until it is ready.
+func (a *Agent) Restart(t testing.TB) {
+	t.Helper()
+	if !a.stoppedNow() {
+		t.Fatalf("testcluster: restart of %s, which still runs", a.Name)
+	}
+	cmd := exec.Command(a.cmd.Path, a.cmd.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = a.logBuf, a.logBuf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("testcluster: restart %s: %v", a.Name, err)
+	}
+	a.cmd, a.stopped = cmd, make(chan struct{})
+	stopped := a.stopped
+	go func() {
+		_ = cmd.Wait()
+		close(stopped)
+	}()
+	a.waitReady(t, 60*time.Second)
+}
