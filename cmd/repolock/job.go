@@ -249,7 +249,7 @@ func recordMetrics(job *config.Job, sum run.Summary, err error, log hclog.Logger
 	if sink == (metrics.Sink{}) {
 		return
 	}
-	r := metrics.Run{Job: job.Name, Repository: job.Repository, Mode: string(sum.Mode), Outcome: outcome(err),
+	r := metrics.Run{Job: job.Name, Repository: job.Repository, Mode: string(sum.Mode), Outcome: runOutcome(err, sum),
 		Exit: exitCode(err), Started: sum.Started, Ended: sum.Ended, NativeLocksCleared: sum.NativeLocksCleared, Version: version}
 	if !sum.Granted.IsZero() {
 		r.LockWait = sum.Granted.Sub(sum.Started)
@@ -270,7 +270,7 @@ func runEndHooks(job *config.Job, spec run.Spec, sum run.Summary, err error, log
 	if len(job.Hooks) == 0 {
 		return
 	}
-	o := outcome(err)
+	o := runOutcome(err, sum)
 	event := hooks.Failure
 	switch o {
 	case metrics.Success:

@@ -128,6 +128,16 @@ func exitCode(err error) int {
 	return exitcode.Unknown
 }
 
+// runOutcome is outcome, with a command that failed after a forwarded stop
+// request counted as interrupted.
+func runOutcome(err error, sum run.Summary) string {
+	o := outcome(err)
+	if o == metrics.Failure && sum.InterruptedBy != "" {
+		return metrics.Interrupted
+	}
+	return o
+}
+
 // outcome names an outcome for metrics and hooks; like exitCode, it is
 // decided here only.
 func outcome(err error) string {

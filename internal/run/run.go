@@ -85,6 +85,8 @@ type Summary struct {
 	// Vars are the REPOLOCK_* variables the command got (of the last
 	// attempt), for hooks.
 	Vars []string
+	// InterruptedBy names the stop signal forwarded to the command, if any.
+	InterruptedBy string
 }
 
 // deadlinePoll is how often the loop compares CLOCK_BOOTTIME with the kill
@@ -175,7 +177,7 @@ func (r *Runner) attempt(ctx context.Context, spec Spec, cleared []consullock.Na
 	}
 	res := r.command(h, guard, path, spec, rec, log)
 	rec.Ended = time.Now().UTC()
-	r.Summary.Mode, r.Summary.Exit = rec.Mode, rec.Exit
+	r.Summary.Mode, r.Summary.Exit, r.Summary.InterruptedBy = rec.Mode, rec.Exit, rec.InterruptedBy
 	r.Summary.NativeLocksCleared = len(rec.NativeLocksCleared)
 	// Release first: the next waiter should not wait for the history.
 	r.finish(h, log, res.doubt)
