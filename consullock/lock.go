@@ -569,6 +569,14 @@ func (l *Lock) renewLoop() {
 			if stopCtx.Err() != nil {
 				return
 			}
+			var pe *PermissionError
+			if errors.As(classify("renew session", "session:write", err), &pe) {
+				// The token was revoked or lost its policy: no renewal
+				// will succeed again, so the lease is lost now, not at
+				// its deadline. (Renewal goes on while the session may
+				// live: a policy restored in time still helps.)
+				l.lose(lost("renewal refused by Consul's ACLs (token revoked or policy changed): %s", pe.Detail))
+			}
 			l.log.Warn("session renewal failed; retrying", "session", l.session, "error", err)
 			timer.Reset(min(t.RenewInterval, l.cfg.Tuning.RetryDelay))
 		case entry == nil:

@@ -447,3 +447,36 @@ func waitPath(t *testing.T, p string, limit time.Duration) {
 	}
 	t.Fatalf("%s did not appear within %s", p, limit)
 }
+
+// Issue 9 fault matrix: the ACL token is deleted mid-run. The next renewal
+// is refused, the lock counts as lost at once (not at its deadline), the
+// command is stopped, and repolock exits 76 naming the reason.
+func TestACLTokenDeletedMidRun(t *testing.T) {
+	srv := testcluster.StartServer(t, testcluster.WithACL())
+	mgmt := srv.Client(t)
+	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: `node "repolock" { policy = "write" }
+session "repolock" { policy = "write" }
+key_prefix "repolock/repos/" { policy = "write" }`}, nil)
+	must(t, err)
+	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	must(t, err)
+	beats := filepath.Join(t.TempDir(), "beats")
+	p := start(t, srv.Env(tok.SecretID), append(append([]string{"exec", "-key", "acl-deleted"}, fastFlags...),
+		"--", "sh", "-c", heartbeatScript(beats, 0))...)
+	waitFile(t, beats, 10*time.Second)
+	deleted := time.Now()
+	_, err = mgmt.ACL().TokenDelete(tok.AccessorID, nil)
+	must(t, err)
+	code := p.wait(t, 20*time.Second)
+	if code != 76 || !strings.Contains(p.stderr.String(), "renewal refused by Consul's ACLs") {
+		t.Fatalf("exit %d, want 76 naming the refused renewal:\n%s", code, p.stderr)
+	}
+	hb := heartbeats(t, beats)
+	last := time.Unix(0, hb[len(hb)-1])
+	// The renewal interval is 500ms: the command stops within one renewal
+	// and the kill timeout, well before the TTL deadline (2s − margin).
+	if d := last.Sub(deleted); d > 1500*time.Millisecond {
+		t.Errorf("the command ran %s after the token was deleted", d)
+	}
+	t.Logf("token deleted; command's last heartbeat %s later; exit 76", last.Sub(deleted).Round(time.Millisecond))
+}
