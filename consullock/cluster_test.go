@@ -109,3 +109,59 @@ func TestClusterOutages(t *testing.T) {
 		t.Fatal("the waiter was not granted after the outages")
 	}
 }
+
+// Issue 9 fault matrix: the holder's own client agent restarts. Gracefully
+// and back within the deadline, the lock is kept (the session lives on the
+// catalog-only session node, not the agent's). Killed and away past the
+// deadline, the holder fences itself and a competitor is granted only
+// after that.
+func TestClusterHolderAgentRestarts(t *testing.T) {
+	cl := testcluster.StartCluster(t, 3, 2)
+	agent, other := cl.Clients[0], cl.Clients[1]
+
+	h := acquire(t, clusterCfg(agent.Client(t), "agent-restart", consullock.Exclusive))
+	agent.Stop() // graceful: the agent leaves the cluster
+	agent.Restart(t)
+	time.Sleep(clusterLease.TTL)
+	if err := h.Context().Err(); err != nil {
+		t.Fatalf("the holder lost its lock over a graceful restart of its agent within the deadline: %v", context.Cause(h.Context()))
+	}
+	release(t, h)
+
+	h = acquire(t, clusterCfg(agent.Client(t), "agent-restart", consullock.Exclusive))
+	w := clusterCfg(other.Client(t), "agent-restart", consullock.Exclusive)
+	w.Wait = time.Minute
+	granted := make(chan time.Time, 1)
+	go func() {
+		l, err := consullock.Acquire(context.Background(), w)
+		if err != nil {
+			t.Error(err)
+			close(granted)
+			return
+		}
+		granted <- time.Now()
+		release(t, l)
+	}()
+	agent.Kill(t)
+	select {
+	case <-h.Context().Done():
+	case <-time.After(clusterLease.TTL + 2*time.Second):
+		t.Fatal("the holder did not fence itself with its agent gone")
+	}
+	fenced := time.Now()
+	// As repolock does once the command's group is gone: give the session
+	// up. Through the dead agent that fails, so the session expires by TTL.
+	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = h.Release(rctx)
+	cancel()
+	agent.Restart(t)
+	select {
+	case at, ok := <-granted:
+		if ok && !at.After(fenced) {
+			t.Fatalf("competitor granted at %s, before the holder fenced itself at %s", at, fenced)
+		}
+		t.Logf("holder fenced; competitor granted %s later (the server expires the session by TTL)", at.Sub(fenced).Round(time.Millisecond))
+	case <-time.After(3 * clusterLease.TTL):
+		t.Fatal("competitor not granted after the holder's session expired")
+	}
+}
