@@ -2,6 +2,7 @@ package consullock_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -91,4 +92,82 @@ func TestReadsPerGrantIndependentOfQueue(t *testing.T) {
 	if large > bound || large > 2*small+2 {
 		t.Fatalf("%.1f reads per grant with 200 contenders (%.1f with 10): want at most %d and not growing with the queue", large, small, bound)
 	}
+}
+
+// Issue 9 acceptance 4: 1,000 holders of distinct keys at once on the
+// 3-server cluster: none misses a deadline (none is lost), and each renews
+// at most 3 times per TTL (counted by a proxy in front of its agent).
+func TestThousandHolders(t *testing.T) {
+	cl := testcluster.StartCluster(t, 3, 1, testcluster.WithMaxConnsPerClient(5000))
+	rc, renews := renewCountingClient(t, cl.Clients[0])
+	const n = 1000
+	lease := consullock.Lease{TTL: 6 * time.Second, RenewInterval: 2 * time.Second, Margin: 600 * time.Millisecond}
+	locks := make([]*consullock.Lock, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 50) // grants in parallel, as independent jobs would
+	for i := range locks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			l, err := consullock.Acquire(context.Background(), consullock.Config{Client: rc, Key: fmt.Sprintf("holder-%d", i),
+				Mode: consullock.Exclusive, Lease: lease, Wait: time.Minute, Holder: consullock.LocalHolder("test", "")})
+			locks[i] = l
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	renews.Store(0)
+	start := time.Now()
+	time.Sleep(2 * lease.TTL)
+	held := time.Since(start)
+	lost := 0
+	for _, l := range locks {
+		if l.Context().Err() != nil {
+			lost++
+		}
+	}
+	perHolderPerTTL := float64(renews.Load()) / n / (float64(held) / float64(lease.TTL))
+	t.Logf("%d holders for %s: %d lost, %.2f renewals per TTL per holder", n, held.Round(time.Millisecond), lost, perHolderPerTTL)
+	if lost != 0 {
+		t.Errorf("%d of %d holders missed a deadline", lost, n)
+	}
+	if perHolderPerTTL > 3.05 {
+		t.Errorf("%.2f renewals per TTL per holder, want at most 3", perHolderPerTTL)
+	}
+	for _, l := range locks {
+		_ = l.Release(context.Background())
+	}
+}
+
+// renewCountingClient is a pooled client through a proxy that counts
+// session renewals.
+func renewCountingClient(t *testing.T, agent *testcluster.Agent) (*api.Client, *atomic.Int64) {
+	t.Helper()
+	target, _ := url.Parse("http://" + agent.Addr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var renews atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/session/renew/") {
+			renews.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := api.DefaultConfig()
+	cfg.Address = strings.TrimPrefix(srv.URL, "http://")
+	cfg.Transport.MaxIdleConnsPerHost = 2000
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, &renews
 }

@@ -300,8 +300,12 @@ type Cluster struct {
 // StartCluster starts servers (on 127.0.0.1, .2, …) with session_ttl_min
 // 1s and fast Raft timing, and clients on the next addresses, all joined,
 // and waits until every agent sees a leader.
-func StartCluster(t testing.TB, servers, clients int) *Cluster {
+func StartCluster(t testing.TB, servers, clients int, opts ...Option) *Cluster {
 	t.Helper()
+	var o options
+	for _, fn := range opts {
+		fn(&o)
+	}
 	c := &Cluster{}
 	var joins []string
 	type plan struct {
@@ -324,6 +328,9 @@ ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -
 log_level = "warn"
 performance { raft_multiplier = 1 }
 `, p.http, p.serf, p.rpc)
+		if o.maxConns > 0 {
+			hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", o.maxConns)
+		}
 		args := []string{"-data-dir", t.TempDir(), "-hcl", hcl, "-retry-interval", "200ms"}
 		for _, j := range joins {
 			args = append(args, "-retry-join", j)
