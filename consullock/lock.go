@@ -496,9 +496,6 @@ func (l *Lock) Token() uint64 { return l.token }
 // EntryKey returns the KV key of this contender's record.
 func (l *Lock) EntryKey() string { return l.entryKey }
 
-// Lease returns the lock's lease.
-func (l *Lock) Lease() Lease { return l.cfg.Lease }
-
 // LastSent returns when the last confirmed renewal was sent.
 func (l *Lock) LastSent() clock.Boottime {
 	l.mu.Lock()

@@ -19,22 +19,9 @@ import (
 // a slow exclusive check (its reads are rate-limited, so it can be killed
 // mid-run), a backup reading stdin and a prune.
 func healConfig(t *testing.T, repo, pwfile, data, policy string) string {
-	return writeConfig(t, fmt.Sprintf(`
-lock {
-  ttl = "3s"
-  kill_timeout = "1s"
-  wait = "1m"
-}
-repository "r" {
-  tool = "restic"
-  location = %q
-  password_file = %q
-  unlock_native = %q
-  # The tests' "host B" is a UTS namespace on this machine, reaching the
-  # repository as shared storage would: one lock key for both hosts.
-  shared_local = true
-  env = { RESTIC_CACHE_DIR = %q }
-}
+	// The tests' "host B" is a UTS namespace on this machine, reaching the
+	// repository as shared storage would: one lock key for both hosts.
+	return writeConfig(t, resticHead(repo, pwfile, policy, true)+fmt.Sprintf(`
 job "backup" {
   repository = "r"
   command = ["restic", "backup", %q]
@@ -51,7 +38,7 @@ job "prune" {
   repository = "r"
   command = ["restic", "forget", "--prune", "--keep-last", "1"]
 }
-`, repo, pwfile, policy, filepath.Join(filepath.Dir(repo), "cache"), data))
+`, data))
 }
 
 // resticLocks lists the repository's restic lock files.

@@ -68,8 +68,10 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
-func resticConfig(t *testing.T, repo, pwfile, data, unlock string) string {
-	return writeConfig(t, fmt.Sprintf(`
+// resticHead is the lock and repository blocks the restic tests share;
+// shared marks the repository as shared storage (one key for every host).
+func resticHead(repo, pwfile, unlock string, shared bool) string {
+	return fmt.Sprintf(`
 lock {
   ttl = "3s"
   kill_timeout = "1s"
@@ -80,8 +82,14 @@ repository "r" {
   location = %q
   password_file = %q
   unlock_native = %q
+  shared_local = %t
   env = { RESTIC_CACHE_DIR = %q }
 }
+`, repo, pwfile, unlock, shared, filepath.Join(filepath.Dir(repo), "cache"))
+}
+
+func resticConfig(t *testing.T, repo, pwfile, data, unlock string) string {
+	return writeConfig(t, resticHead(repo, pwfile, unlock, false)+fmt.Sprintf(`
 job "backup" {
   repository = "r"
   command = ["restic", "backup", %q]
@@ -95,7 +103,7 @@ job "slow-backup" {
   mode = "exclusive"
   command = ["sh", "-c", "date +%%s%%N > $MARK.start; restic backup %s; sleep 0.5; date +%%s%%N > $MARK.end"]
 }
-`, repo, pwfile, unlock, filepath.Join(filepath.Dir(repo), "cache"), data, data))
+`, data, data))
 }
 
 func lastRun(t *testing.T, c *api.Client, key string) consullock.LastRun {
