@@ -60,6 +60,7 @@ func (r *Runner) supervise(h *held, start func(supervise.Spec) (*supervise.Proce
 	for {
 		select {
 		case <-tick.C:
+			w.resumeGuard()
 			w.checkSoft()
 		case sent := <-h.Leases():
 			w.checkSoft() // a renewal confirmed too late does not undo a kill
@@ -120,6 +121,14 @@ func (w *watch) setDeadline(sent clock.Boottime) {
 	w.soft = soft
 	if err := w.proc.SetDeadline(soft, hard); err != nil && !errors.Is(err, supervise.ErrDone) {
 		w.markLost(fmt.Errorf("%w: the guard did not take the kill deadline: %v", consullock.ErrLost, err))
+	}
+}
+
+// resumeGuard continues a guard that something stopped: only a running
+// guard enforces a stop and the dead man's switch.
+func (w *watch) resumeGuard() {
+	if w.proc.ResumeGuard() {
+		w.log.Warn("the guard process was stopped (SIGSTOP or a debugger); resumed it")
 	}
 }
 

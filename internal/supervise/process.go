@@ -39,7 +39,8 @@ type Process struct {
 	resMu  sync.Mutex // separate: a slow control write must not block Result
 	result Result
 
-	fired atomic.Bool // the guard reported that a deadline fired
+	fired  atomic.Bool // the guard reported that a deadline fired
+	reaped atomic.Bool // the guard was reaped: its pid may belong to another process
 
 	exited chan struct{}
 	done   chan struct{}
@@ -243,6 +244,7 @@ func (p *Process) abandon() {
 	_, _ = io.Copy(io.Discard, p.evr)
 	p.events.Close()
 	p.guard.wait()
+	p.reaped.Store(true)
 	p.guard.release()
 }
 
@@ -353,6 +355,23 @@ func (p *Process) SetDeadline(soft, hard Boottime) error {
 // Exited is closed if the firing killed the command, and is final once Done
 // is closed. It stays false if the guard was killed before it could tell.
 func (p *Process) DeadlineFired() bool { return p.fired.Load() }
+
+// ResumeGuard continues the guard if something stopped it (SIGSTOP, a
+// debugger) and reports whether it did. A stopped guard carries out neither
+// a stop nor its dead man's switch while the command runs on, so repolock
+// calls this on every poll of its loop: a frozen guard delays a stop by one
+// poll, never past the kill deadline. Only repolock and its guard both
+// frozen (a frozen machine) leave the command unstopped.
+func (p *Process) ResumeGuard() bool {
+	if p.reaped.Load() {
+		return false
+	}
+	state, _, ok := procStat(strconv.Itoa(p.guard.pid))
+	if !ok || (state != 'T' && state != 't') {
+		return false
+	}
+	return unix.Kill(p.guard.pid, syscall.SIGCONT) == nil
+}
 
 // Stop sends the kill signal to the group and to every process that left
 // it now, and SIGKILL after the kill timeout, unless all are gone by then.

@@ -347,9 +347,7 @@ performance { raft_multiplier = 1 }
 			c.Clients = append(c.Clients, a)
 		}
 	}
-	for _, a := range append(append([]*Agent(nil), c.Servers...), c.Clients...) {
-		a.waitReady(t, 60*time.Second)
-	}
+	c.WaitReady(t)
 	return c
 }
 
@@ -404,6 +402,14 @@ func (a *Agent) Kill(t testing.TB) {
 // and data dir, and waits until it is ready.
 func (a *Agent) Restart(t testing.TB) {
 	t.Helper()
+	a.relaunch(t)
+	a.waitReady(t, 60*time.Second)
+}
+
+// relaunch starts a stopped agent again without waiting: a server alone
+// has no leader until a quorum of its peers is back.
+func (a *Agent) relaunch(t testing.TB) {
+	t.Helper()
 	if !a.stoppedNow() {
 		t.Fatalf("testcluster: restart of %s, which still runs", a.Name)
 	}
@@ -419,5 +425,31 @@ func (a *Agent) Restart(t testing.TB) {
 		_ = cmd.Wait()
 		close(stopped)
 	}()
-	a.waitReady(t, 60*time.Second)
+}
+
+// RestartServers stops every server (SIGKILL when kill, else gracefully),
+// starts them all again from their data dirs, and waits until every agent
+// of the cluster sees a leader again.
+func (c *Cluster) RestartServers(t testing.TB, kill bool) {
+	t.Helper()
+	for _, s := range c.Servers {
+		if kill {
+			s.Kill(t)
+		} else {
+			s.Stop()
+		}
+	}
+	for _, s := range c.Servers {
+		s.relaunch(t)
+	}
+	c.WaitReady(t)
+}
+
+// WaitReady waits until every agent of the cluster sees a leader and serves
+// sessions again, after a fault test has thawed or restarted some of them.
+func (c *Cluster) WaitReady(t testing.TB) {
+	t.Helper()
+	for _, a := range append(append([]*Agent(nil), c.Servers...), c.Clients...) {
+		a.waitReady(t, 60*time.Second)
+	}
 }
