@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # checksum database; once go.sum is committed this changes nothing.
 export GONOSUMDB := github.com/hashicorp/consul-awsauth
 
-.PHONY: all build tools consul restic nomad consul-template borg prometheus-tools test vet fmt-check unit bench demo fuzz clean
+.PHONY: all build tools consul restic nomad consul-template borg prometheus-tools test vet fmt-check unit bench soak demo fuzz clean
 
 all: build
 
@@ -73,6 +73,12 @@ test: tools build fmt-check vet
 
 bench: tools build
 	$(GO) test -run '^$$' -bench Compare -benchtime 1x -timeout 30m ./bench/
+
+# The soak: contenders and random faults on a 3-server cluster for $(SOAK)
+# (`make test` runs a 60 s version); the table goes to bench/soak.md.
+SOAK ?= 10m
+soak: tools build
+	REPOLOCK_SOAK=$(SOAK) REPOLOCK_SOAK_REPORT=$(CURDIR)/bench/soak.md $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 2h ./internal/soak/
 
 demo: $(BIN)/consul $(BIN)/restic build
 	./jobspecs/demo.sh

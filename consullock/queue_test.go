@@ -3,11 +3,6 @@ package consullock_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,24 +17,8 @@ import (
 // countingClient is a client whose KV reads pass through a proxy that
 // counts them.
 func countingClient(t *testing.T, agent *testcluster.Agent) (*api.Client, *atomic.Int64) {
-	t.Helper()
-	target, _ := url.Parse("http://" + agent.Addr)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var reads atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/") {
-			reads.Add(1)
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	cfg := api.DefaultNonPooledConfig()
-	cfg.Address = strings.TrimPrefix(srv.URL, "http://")
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, &reads
+	p := testcluster.StartProxy(t, agent)
+	return p.Client(t, false), &p.KVReads
 }
 
 // readsPerGrant queues n contenders of mixed modes on one key, all at once,
@@ -151,23 +130,6 @@ func TestThousandHolders(t *testing.T) {
 // renewCountingClient is a pooled client through a proxy that counts
 // session renewals.
 func renewCountingClient(t *testing.T, agent *testcluster.Agent) (*api.Client, *atomic.Int64) {
-	t.Helper()
-	target, _ := url.Parse("http://" + agent.Addr)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var renews atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/session/renew/") {
-			renews.Add(1)
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	cfg := api.DefaultConfig()
-	cfg.Address = strings.TrimPrefix(srv.URL, "http://")
-	cfg.Transport.MaxIdleConnsPerHost = 2000
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, &renews
+	p := testcluster.StartProxy(t, agent)
+	return p.Client(t, true), &p.Renewals
 }
