@@ -146,8 +146,10 @@ type Violation struct {
 
 // Check returns every broken guarantee among the runs:
 //   - overlap: an exclusive run's heartbeats overlap another run's on its key;
-//   - token: a run that ended before another began on its key has a fencing
-//     token that is not smaller;
+//   - token: a run that ended before another began on its key, one of them
+//     exclusive, has a fencing token that is not smaller (grants follow
+//     the tokens; two shared holders may start their commands in either
+//     order);
 //   - dishonest exit: exit 0 from a run whose command did not run to its end;
 //   - exit code: an exit code that is not one of Honest.
 func Check(recs []Record) []Violation {
@@ -189,9 +191,13 @@ func checkKey(rs []Record) []Violation {
 				out = append(out, Violation{"overlap", fmt.Sprintf("key %s: run %d (%s, last heartbeat %s) and run %d (%s, first %s)",
 					a.Key, a.ID, a.Mode, a.Last.Format(stamp), b.ID, b.Mode, b.First.Format(stamp))})
 			}
-			if !overlap && b.Token <= a.Token {
-				out = append(out, Violation{"token", fmt.Sprintf("key %s: run %d (token %d) ended before run %d (token %d) began",
-					a.Key, a.ID, a.Token, b.ID, b.Token)})
+			// Heartbeats order the grants only where one of the two is
+			// exclusive: a shared holder granted first may start its
+			// command after a later shared holder has ended.
+			exclusive := a.Mode == "exclusive" || b.Mode == "exclusive"
+			if exclusive && !overlap && b.Token <= a.Token {
+				out = append(out, Violation{"token", fmt.Sprintf("key %s: run %d (%s, token %d) ended before run %d (%s, token %d) began",
+					a.Key, a.ID, a.Mode, a.Token, b.ID, b.Mode, b.Token)})
 			}
 		}
 	}

@@ -40,6 +40,8 @@ func TestCheck(t *testing.T) {
 		{"shared beside shared", []Record{rec(1, "shared", 1, 0, 10), rec(2, "shared", 2, 5, 20)}, nil},
 		{"exclusive overlaps", []Record{rec(1, "exclusive", 1, 0, 10), rec(2, "shared", 2, 10, 20)}, []string{"overlap"}},
 		{"token not increasing", []Record{rec(1, "exclusive", 5, 0, 10), rec(2, "exclusive", 5, 11, 20)}, []string{"token"}},
+		{"shared granted first may start later", []Record{rec(1, "shared", 7, 0, 10), rec(2, "shared", 6, 11, 20)}, nil},
+		{"exclusive after shared", []Record{rec(1, "shared", 7, 0, 10), rec(2, "exclusive", 6, 11, 20)}, []string{"token"}},
 		{"other keys are independent", []Record{rec(1, "exclusive", 1, 0, 10), func() Record { r := rec(2, "exclusive", 1, 5, 20); r.Key = "j"; return r }()}, nil},
 		{"exit 0 without end", []Record{func() Record { r := rec(1, "exclusive", 1, 0, 10); r.Completed = false; return r }()}, []string{"dishonest exit"}},
 		{"lost and said so", []Record{func() Record { r := rec(1, "exclusive", 1, 0, 10); r.Completed, r.Exit = false, 76; return r }()}, nil},
