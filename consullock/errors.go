@@ -30,7 +30,19 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("consullock: Consul unreachable (%s): %v", e.Op, e.Err)
+	return fmt.Sprintf("consullock: Consul unreachable (%s): %v%s", e.Op, e.Err, connLimitHint(e.Err))
+}
+
+// connLimitHint explains Consul's 429: the agent's limit of HTTP
+// connections per client address is reached. Every waiting or holding
+// repolock keeps two open (its requests and a blocking query).
+func connLimitHint(err error) string {
+	var se api.StatusError
+	if (errors.As(err, &se) && se.Code == 429) || (err != nil && strings.Contains(err.Error(), "response code: 429")) {
+		return "; the agent refuses more HTTP connections from this address: raise its limits.http_max_conns_per_client " +
+			"(default 200) above twice the number of repolock processes behind one address"
+	}
+	return ""
 }
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
@@ -78,7 +90,7 @@ func classify(op, need string, err error) error {
 	}
 	var ue *url.Error
 	var ne net.Error
-	if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || connLimitHint(err) != "" {
 		return &UnreachableError{Op: op, Err: err}
 	}
 	return fmt.Errorf("consullock: %s: %w", op, err)

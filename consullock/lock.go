@@ -574,7 +574,7 @@ func (l *Lock) renewLoop() {
 				// live: a policy restored in time still helps.)
 				l.lose(lost("renewal refused by Consul's ACLs (token revoked or policy changed): %s", pe.Detail))
 			}
-			l.log.Warn("session renewal failed; retrying", "session", l.session, "error", err)
+			l.log.Warn("session renewal failed; retrying", "session", l.session, "error", err.Error()+connLimitHint(err))
 			timer.Reset(min(t.RenewInterval, l.cfg.Tuning.RetryDelay))
 		case entry == nil:
 			l.lose(lost("session %s not found on renewal (destroyed or expired)", l.session))

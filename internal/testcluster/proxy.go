@@ -1,6 +1,8 @@
 package testcluster
 
 import (
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -37,6 +39,9 @@ func StartProxy(t testing.TB, agent *Agent) *Proxy {
 	target, _ := url.Parse("http://" + agent.Addr)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 10000}
+	// Callers cancel blocking queries and requests past their deadline all
+	// the time; that is not an error worth a line.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	p := &Proxy{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.Requests.Add(1)
