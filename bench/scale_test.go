@@ -130,7 +130,7 @@ func holdersSection(b *testing.B, cl *testcluster.Cluster, repolock string) stri
 	var t strings.Builder
 	perTTL := float64(scaleLease.TTL / scaleLease.RenewInterval)
 	fmt.Fprintf(&t, "### Holders at once\n\nFormula per holder: %.0f renewals per TTL (one every %s) plus one blocking query on its own entry per 5 min; "+
-		"0 Raft writes while it holds (a renewal resets a timer in the leader's memory). A grant costs a session create, the queue entry and the holder record; a release, the entry delete and the session destroy. "+
+		"0 Raft writes while it holds (a renewal resets a timer in the leader's memory). A grant costs 4 writes: the catalog entry of the session node, the session, the queue entry and the holder record; a release 1, the session destroy, which deletes the entry in the same write (a `repolock exec` adds one: its last-run record). "+
 		"Idle cluster: %.2f Raft entries/s of its own (subtracted below).\n\n", perTTL, scaleLease.RenewInterval, idle.raft)
 	t.WriteString("| holders | requests/s per holder | renewals per TTL per holder | Raft writes/s per holder | Raft writes per grant / release | renewal p50 / p99 | missed deadlines | servers' CPU | servers' RSS (sum) |\n")
 	t.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
