@@ -157,3 +157,29 @@ func TestClosedStdoutDoesNotKillRepolock(t *testing.T) {
 		t.Fatalf("helper: %v (%s)", err, stderr.String())
 	}
 }
+
+// A guard stopped with SIGSTOP cannot report the command's end nor act on a
+// stop; ResumeGuard finds it stopped and continues it, and does nothing to
+// a running guard or after the guard was reaped.
+func TestResumeGuard(t *testing.T) {
+	t.Parallel()
+	p, _ := shell(t, `sleep 0.3`, nil)
+	if p.ResumeGuard() {
+		t.Fatal("ResumeGuard resumed a guard that runs")
+	}
+	if err := syscall.Kill(p.guard.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !p.ResumeGuard() {
+		if time.Now().After(deadline) {
+			t.Fatal("ResumeGuard never found the guard stopped")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitClosed(t, p.Done(), 5*time.Second, "Done after the guard was resumed")
+	assertResult(t, p, Result{ExitCode: 0})
+	if p.ResumeGuard() {
+		t.Error("ResumeGuard acted after the guard was reaped")
+	}
+}

@@ -278,6 +278,7 @@ func (p *Process) watch() {
 	}
 	p.events.Close()
 	p.guard.wait()
+	p.reaped.Store(true)
 	if !empty {
 		// The guard died without proving the group gone (someone
 		// SIGKILLed it): do its last job here.
