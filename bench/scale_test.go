@@ -437,16 +437,26 @@ func connLimitSection(b *testing.B, repolock string) string {
 		}
 	}
 	time.Sleep(2 * scaleLease.TTL) // let the squeeze bite the holders' renewals
-	lost := 0
+	// A holder that lost its lock ends by itself once its command is
+	// stopped: collect how each one ended and whether it was told why.
+	lost, codes, told := 0, map[int]int{}, 0
 	for _, h := range hs[:served] {
+		if !strings.Contains(h.out.String(), "lock lost") {
+			select {
+			case <-h.done:
+			default:
+				continue // still holding
+			}
+		}
+		lost++
 		select {
 		case <-h.done:
-			lost++
-			continue
-		default:
+			codes[h.cmd.ProcessState.ExitCode()]++
+		case <-time.After(10 * time.Second):
+			codes[-1]++ // not ended 10 s after its loss
 		}
-		if strings.Contains(h.out.String(), "lock lost") {
-			lost++
+		if strings.Contains(h.out.String(), "http_max_conns_per_client") {
+			told++
 		}
 	}
 	conns := established(srv.Addr)
@@ -454,8 +464,23 @@ func connLimitSection(b *testing.B, repolock string) string {
 	t.WriteString("### One agent, default connection limit\n\n")
 	fmt.Fprintf(&t, "`repolock exec` holders of distinct keys started one by one against one agent with the default `limits.http_max_conns_per_client` (200): "+
 		"**%d served** (%d connections open to the agent, two per holder: its renewals and the blocking query on its own entry). "+
-		"The next one: exit %d after its `-wait 15s`, saying `%s`. Holders already running that lost their lock meanwhile: %d.\n\n", served, conns, code, said, lost)
+		"The next one: exit %d after its `-wait 15s`, saying `%s`. Holders already running that lost their lock meanwhile: %d "+
+		"(%s; %d of them logged the connection-limit hint).\n\n", served, conns, code, said, lost, exitCounts(codes), told)
 	return t.String()
+}
+
+// exitCounts renders exit code → count as "exit 76: 4", -1 meaning not
+// ended.
+func exitCounts(codes map[int]int) string {
+	var parts []string
+	for c, n := range codes {
+		parts = append(parts, fmt.Sprintf("exit %d: %d", c, n))
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func lastLine(s string) string {
