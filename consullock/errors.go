@@ -63,10 +63,12 @@ func (e *PermissionError) Error() string {
 }
 
 // lostError carries the reason of a loss and matches ErrLost. unreachable
-// marks a loss by the local deadline: Consul did not confirm a renewal.
+// marks a loss by the local deadline: Consul did not confirm a renewal;
+// denied, a renewal the ACLs refused.
 type lostError struct {
 	reason      string
 	unreachable bool
+	denied      *PermissionError // the ACLs refused the renewal
 }
 
 func (e *lostError) Error() string        { return "consullock: lock lost: " + e.reason }

@@ -396,13 +396,17 @@ func blocker(mode Mode, ahead []Record) Record {
 }
 
 // lossWhileWaiting reports a session lost before the grant: a missed
-// renewal deadline means Consul stopped answering (unreachable); anything
-// else (a destroy, an expiry) means the lock was not acquired.
+// renewal deadline means Consul stopped answering (unreachable); a renewal
+// the ACLs refused, a permission error; anything else (a destroy, an
+// expiry) means the lock was not acquired.
 func (l *Lock) lossWhileWaiting() error {
 	cause := context.Cause(l.ctx)
 	var le *lostError
-	if errors.As(cause, &le) && le.unreachable {
+	switch {
+	case errors.As(cause, &le) && le.unreachable:
 		return &UnreachableError{Op: "renew session while waiting", Err: cause}
+	case errors.As(cause, &le) && le.denied != nil:
+		return le.denied // final, as a token refused at once: no retry
 	}
 	return cause
 }
@@ -572,7 +576,7 @@ func (l *Lock) renewLoop() {
 				// will succeed again, so the lease is lost now, not at
 				// its deadline. (Renewal goes on while the session may
 				// live: a policy restored in time still helps.)
-				l.lose(lost("renewal refused by Consul's ACLs (token revoked or policy changed): %s", pe.Detail))
+				l.lose(&lostError{reason: fmt.Sprintf("renewal refused by Consul's ACLs (token revoked or policy changed): %s", pe.Detail), denied: pe})
 			}
 			l.log.Warn("session renewal failed; retrying", "session", l.session, "error", err.Error()+connLimitHint(err))
 			timer.Reset(min(t.RenewInterval, l.cfg.Tuning.RetryDelay))

@@ -487,4 +487,18 @@ key_prefix "repolock/repos/" { policy = "write" }`}, nil)
 		t.Errorf("the command ran %s after the token was deleted", d)
 	}
 	t.Logf("token deleted; command's last heartbeat %s later; exit 76", last.Sub(deleted).Round(time.Millisecond))
+
+	// A waiter whose token is deleted while it waits: no retrying until its
+	// wait runs out, but 77 naming the ACLs, as for a token refused at once.
+	tok2, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	must(t, err)
+	start(t, srv.Env(testcluster.ManagementToken), append(append([]string{"exec", "-key", "acl-waiter"}, fastFlags...), "--", "sleep", "30")...)
+	holderEntry(t, mgmt, "acl-waiter")
+	w := start(t, srv.Env(tok2.SecretID), append(append([]string{"exec", "-key", "acl-waiter", "-wait", "60s"}, fastFlags...), "--", "true")...)
+	time.Sleep(time.Second) // queued behind the holder
+	_, err = mgmt.ACL().TokenDelete(tok2.AccessorID, nil)
+	must(t, err)
+	if code := w.wait(t, 20*time.Second); code != 77 || !strings.Contains(w.stderr.String(), "ACL") {
+		t.Fatalf("waiter whose token was deleted exited %d, want 77 naming the ACLs:\n%s", code, w.stderr)
+	}
 }
