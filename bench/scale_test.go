@@ -87,7 +87,7 @@ type steady struct {
 	holders            int
 	window             time.Duration
 	requests, renews   int64
-	raft, idleRaft     float64 // Raft entries per second, with and without holders
+	raft               float64 // Raft entries per second
 	p50, p99           time.Duration
 	lost               int
 	cpu                float64 // server CPU, cores

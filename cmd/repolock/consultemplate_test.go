@@ -51,7 +51,7 @@ func TestConsulTemplateExec(t *testing.T) {
 	}
 	cmd := exec.Command(ct, "-config", "backup.hcl")
 	cmd.Dir = dir
-	cmd.Env = append(baseEnv(), srv.Env("")...)
+	cmd.Env = append(testcluster.CleanEnv(), srv.Env("")...)
 	cmd.Env = append(cmd.Env, "REPOLOCK_SECRETS="+dir, "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"))
 	out := &testcluster.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -119,7 +119,7 @@ func TestConsulTemplateExec(t *testing.T) {
 	waitFile(t, ready, 10*time.Second)
 	prom := filepath.Join(t.TempDir(), "repolock.prom")
 	render := exec.Command(ct, "-once", "-template", filepath.Join("..", "..", "jobspecs", "consul-template", "status.ctmpl")+":"+prom)
-	render.Env = append(baseEnv(), srv.Env("")...)
+	render.Env = append(testcluster.CleanEnv(), srv.Env("")...)
 	if b, err := render.CombinedOutput(); err != nil {
 		t.Fatalf("render status: %v\n%s", err, b)
 	}

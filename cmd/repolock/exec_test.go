@@ -504,7 +504,7 @@ func TestExecGroupSIGKILL(t *testing.T) {
 	script := fmt.Sprintf(`echo $$ > %q; sh -c 'sleep 1000 & echo $! > %q; wait' & wait`, pidf, gpidf)
 	p := &proc{cmd: exec.Command(binary, append(append([]string{"exec", "-key", "group-kill"}, fastFlags...), "--", "sh", "-c", script)...),
 		stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(baseEnv(), srv.Env("")...)
+	p.cmd.Env = append(testcluster.CleanEnv(), srv.Env("")...)
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // repolock leads its own group, as under timeout(1)
 	must(t, p.cmd.Start())

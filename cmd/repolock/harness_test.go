@@ -5,34 +5,19 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/repolock/repolock/internal/testcluster"
 )
 
 // binary is the repolock built once for these tests.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "repolock-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "repolock")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building repolock for the end-to-end tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testcluster.MainWithRepolock(m, &binary) }
 
 // fastFlags keep fault tests at seconds; agents run with session_ttl_min 1s.
 var fastFlags = []string{"-ttl", "2s", "-renew-interval", "500ms", "-kill-timeout", "500ms", "-margin", "300ms"}
@@ -43,18 +28,6 @@ type proc struct {
 	stderr *bytes.Buffer
 	done   chan struct{}
 	code   int
-}
-
-// baseEnv is the test's environment without Consul settings, so every
-// repolock talks only to the agent it is given.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CONSUL_") && !strings.HasPrefix(kv, "REPOLOCK_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func start(t *testing.T, env []string, args ...string) *proc {
@@ -81,7 +54,7 @@ func startCmd(t *testing.T, dir string, stdin *os.File, env []string, args ...st
 	if stdin != nil {
 		p.cmd.Stdin = stdin
 	}
-	p.cmd.Env = append(baseEnv(), env...)
+	p.cmd.Env = append(testcluster.CleanEnv(), env...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
 	if err := p.cmd.Start(); err != nil {

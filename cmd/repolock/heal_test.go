@@ -85,7 +85,7 @@ func killedOnHostB(t *testing.T, env []string, cfg, repo string) string {
 	t.Helper()
 	unshare := needUnshare(t)
 	cmd := exec.Command(unshare, "-u", "sh", "-c", `hostname hostB && exec "$0" "$@"`, binary, "run", "-config", cfg, "slow-check")
-	cmd.Env = append(baseEnv(), env...)
+	cmd.Env = append(testcluster.CleanEnv(), env...)
 	out := &testcluster.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	must(t, cmd.Start())

@@ -175,7 +175,7 @@ func holderAgentRestarted(t *testing.T, h *harness, cl *testcluster.Cluster) {
 func allServersRestarted(t *testing.T, h *harness, cl *testcluster.Cluster) {
 	holder, waiter := pair(t, h, cl, "all-servers", slow, 10*time.Second)
 	began := time.Now()
-	cl.RestartServers(t, true)
+	cl.RestartServers(t)
 	t.Logf("all 3 servers killed and restarted; the cluster served again after %s", time.Since(began).Round(time.Millisecond))
 	hr := h.finish(holder, time.Minute)
 	expect(t, holder, hr, 0, 76)

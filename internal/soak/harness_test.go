@@ -22,23 +22,7 @@ import (
 // binary is the repolock built once for these tests.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "repolock-soak-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "repolock")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/repolock")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building repolock for the soak tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testcluster.MainWithRepolock(m, &binary) }
 
 // fast is the timing of most runs: soft deadline 2.5 s after a renewal
 // was sent, SIGKILL 1 s later, expiry no earlier than 4 s.
@@ -97,7 +81,7 @@ func (h *harness) start(s spec) *run {
 	args := append([]string{"exec", "-key", s.key, "-mode", s.mode}, s.flags...)
 	args = append(args, "--", "bash", "-c", Script, "soak", r.file, strconv.FormatInt(s.length.Milliseconds(), 10), ignore)
 	r.cmd = exec.Command(binary, args...)
-	r.cmd.Env = append(cleanEnv(), s.agent.Env("")...)
+	r.cmd.Env = append(testcluster.CleanEnv(), s.agent.Env("")...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
@@ -120,17 +104,6 @@ func (h *harness) start(s spec) *run {
 		<-r.done
 	})
 	return r
-}
-
-// cleanEnv is the test's environment without Consul or repolock settings.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CONSUL_") && !strings.HasPrefix(kv, "REPOLOCK_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // finish waits for the run to end and records it with its heartbeats.
@@ -162,7 +135,7 @@ func (r *run) waitStarted(t testing.TB, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(r.file); err == nil && strings.Contains(string(b), "\nbg ") {
+		if r.hasStarted() {
 			return
 		}
 		select {
@@ -172,6 +145,12 @@ func (r *run) waitStarted(t testing.TB, limit time.Duration) {
 		}
 	}
 	t.Fatalf("run %d: command not started within %s:\n%s", r.rec.ID, limit, r.out)
+}
+
+// hasStarted reports whether the command wrote its start and bg lines.
+func (r *run) hasStarted() bool {
+	b, err := os.ReadFile(r.file)
+	return err == nil && strings.Contains(string(b), "\nbg ")
 }
 
 // guard returns the pid of the run's guard process, 0 if there is none.

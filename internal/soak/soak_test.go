@@ -29,6 +29,8 @@ type soaker struct {
 	cl   *testcluster.Cluster
 	stop time.Time
 
+	agentFrozen sync.Mutex // one agent frozen at a time: a whole-site outage is the quorum test's
+
 	mu      sync.Mutex
 	rng     *rand.Rand
 	faults  map[string]int
@@ -177,13 +179,11 @@ func (s *soaker) inject(fw *sync.WaitGroup) {
 	}
 }
 
-var agentFreeze sync.Mutex // one agent frozen at a time: a whole-site outage is the quorum test's
-
 func (s *soaker) freezeAgent(a *testcluster.Agent, d time.Duration) {
-	if !agentFreeze.TryLock() {
+	if !s.agentFrozen.TryLock() {
 		return
 	}
-	defer agentFreeze.Unlock()
+	defer s.agentFrozen.Unlock()
 	a.Freeze(s.h.t)
 	s.count("client agent frozen")
 	time.Sleep(d)
@@ -232,11 +232,6 @@ func (s *soaker) pick(started bool) *run {
 		return nil
 	}
 	return rs[s.intn(len(rs))]
-}
-
-func (r *run) hasStarted() bool {
-	b, err := os.ReadFile(r.file)
-	return err == nil && strings.Contains(string(b), "\nbg ")
 }
 
 // table is the soak's one summary.

@@ -427,17 +427,13 @@ func (a *Agent) relaunch(t testing.TB) {
 	}()
 }
 
-// RestartServers stops every server (SIGKILL when kill, else gracefully),
-// starts them all again from their data dirs, and waits until every agent
-// of the cluster sees a leader again.
-func (c *Cluster) RestartServers(t testing.TB, kill bool) {
+// RestartServers SIGKILLs every server, as a site-wide crash would, starts
+// them all again from their data dirs, and waits until every agent of the
+// cluster sees a leader again.
+func (c *Cluster) RestartServers(t testing.TB) {
 	t.Helper()
 	for _, s := range c.Servers {
-		if kill {
-			s.Kill(t)
-		} else {
-			s.Stop()
-		}
+		s.Kill(t)
 	}
 	for _, s := range c.Servers {
 		s.relaunch(t)
