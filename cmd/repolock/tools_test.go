@@ -501,4 +501,7 @@ key_prefix "repolock/repos/" { policy = "write" }`}, nil)
 	if code := w.wait(t, 20*time.Second); code != 77 || !strings.Contains(w.stderr.String(), "ACL") {
 		t.Fatalf("waiter whose token was deleted exited %d, want 77 naming the ACLs:\n%s", code, w.stderr)
 	}
+	if strings.Contains(w.stderr.String(), tok2.SecretID) {
+		t.Errorf("the refused token appears in the waiter's output:\n%s", w.stderr)
+	}
 }
