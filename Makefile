@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # checksum database; once go.sum is committed this changes nothing.
 export GONOSUMDB := github.com/hashicorp/consul-awsauth
 
-.PHONY: all build tools consul restic nomad consul-template borg prometheus-tools test vet fmt-check unit bench soak demo fuzz clean
+.PHONY: all build tools consul restic nomad consul-template borg prometheus-tools debian-borg licenses test vet fmt-check unit bench soak demo fuzz clean
 
 all: build
 
@@ -36,8 +36,25 @@ restic: $(BIN)/restic
 nomad: $(BIN)/nomad
 consul-template: $(BIN)/consul-template
 
+# An operator's own binaries replace the pinned ones: CONSUL_BIN, NOMAD_BIN,
+# CONSUL_TEMPLATE_BIN, RESTIC_BIN and BORG_BIN name them (a path, or a name
+# on PATH), the tests, the bench and the demo use them, and make builds or
+# installs none of what was given.
+OWN_BINS := CONSUL_BIN NOMAD_BIN CONSUL_TEMPLATE_BIN RESTIC_BIN BORG_BIN
+export $(OWN_BINS)
+pinned = $(if $($(1)),,$(2))
+TOOLS := $(call pinned,CONSUL_BIN,$(BIN)/consul) $(call pinned,RESTIC_BIN,$(BIN)/restic) \
+	$(call pinned,NOMAD_BIN,$(BIN)/nomad) $(call pinned,CONSUL_TEMPLATE_BIN,$(BIN)/consul-template) \
+	$(call pinned,BORG_BIN,borg)
+
 # Consul builds `consul lock` too, which the benchmarks compare against.
-tools: $(BIN)/consul $(BIN)/restic $(BIN)/nomad $(BIN)/consul-template borg prometheus-tools
+tools: $(TOOLS) prometheus-tools
+
+# Every fixture's licence, read from its module's LICENSE (and borg's Debian
+# copyright file); fails on the Business Source License or AGPL anywhere in
+# a fixture's build or in repolock's own. `make test` runs it too.
+licenses: tools
+	$(GO) test -count=1 -run '^TestLicenses$$' -v ./tools/
 
 # node_exporter, the Pushgateway and promtool come from Debian's packages.
 PROM_PKGS := prometheus-node-exporter prometheus-pushgateway prometheus
@@ -51,13 +68,21 @@ prometheus-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PROM_PKGS) >/dev/null; \
 	else echo "node_exporter, pushgateway or promtool missing and apt-get is not available: install $(PROM_PKGS)" >&2; exit 1; fi
 
-# borg 1.2 comes from Debian's borgbackup package.
-borg:
-	@if command -v borg >/dev/null 2>&1; then :; \
+# borg 1.2 is Debian's borgbackup package (/usr/bin/borg); borg 1.4 is the
+# bookworm-backports package unpacked into .bin/borg-1.4/, run against the
+# same Python libraries (tools/borg/install.sh). The tests run both.
+borg: debian-borg $(BIN)/borg-1.4/borg
+
+debian-borg:
+	@if [ -x /usr/bin/borg ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 		echo "installing borgbackup with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq borgbackup; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq borgbackup >/dev/null; \
 	else echo "borg is missing and apt-get is not available: install borgbackup (1.2.x)" >&2; exit 1; fi
+
+# Debian's borgbackup brings the Python libraries both borgs run on.
+$(BIN)/borg-1.4/borg: tools/borg/install.sh | debian-borg
+	tools/borg/install.sh $(BIN)/borg-1.4
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -80,7 +105,7 @@ SOAK ?= 10m
 soak: tools build
 	REPOLOCK_SOAK=$(SOAK) REPOLOCK_SOAK_REPORT=$(CURDIR)/bench/soak.md $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 2h ./internal/soak/
 
-demo: $(BIN)/consul $(BIN)/restic build
+demo: $(call pinned,CONSUL_BIN,$(BIN)/consul) $(call pinned,RESTIC_BIN,$(BIN)/restic) build
 	./jobspecs/demo.sh
 
 fuzz:

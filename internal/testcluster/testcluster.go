@@ -92,15 +92,63 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// Binary returns the path of a pinned tool in .bin/, failing the test with
-// the command that builds it when it is missing.
+// Binary returns the path of tool name: the operator's own build when
+// $NAME_BIN is set (CONSUL_BIN, NOMAD_BIN, CONSUL_TEMPLATE_BIN,
+// RESTIC_BIN, …), else the pinned one in .bin/. A missing binary fails the
+// test with what builds it.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
+	if v := os.Getenv(BinVar(name)); v != "" {
+		p, err := ownBinary(RepoRoot(t), v)
+		if err != nil {
+			t.Fatalf("%s=%s: %v", BinVar(name), v, err)
+		}
+		return p
+	}
 	p := filepath.Join(RepoRoot(t), ".bin", name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s not found at %s: build it with `make %s` (or `make tools`)", name, p, name)
+		t.Fatalf("%s not found at %s: build it with `make %s` (or `make tools`), or name your own with %s", name, p, name, BinVar(name))
 	}
 	return p
+}
+
+// BinVar is the variable that names an operator's own build of tool name:
+// consul-template → CONSUL_TEMPLATE_BIN.
+func BinVar(name string) string {
+	return strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_BIN"
+}
+
+// ownBinary resolves an operator's binary: a bare name through PATH, a
+// relative path against the repository root (where make runs).
+func ownBinary(root, v string) (string, error) {
+	if !strings.Contains(v, "/") {
+		return exec.LookPath(v)
+	}
+	if !filepath.IsAbs(v) {
+		v = filepath.Join(root, v)
+	}
+	fi, err := os.Stat(v)
+	if err != nil {
+		return "", err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not an executable file", v)
+	}
+	return v, nil
+}
+
+// PathDir returns a directory that holds each named tool, as Binary finds
+// it, under its plain name: put first in PATH, it makes a command that
+// calls `restic` run the build under test.
+func PathDir(t testing.TB, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, n := range names {
+		if err := os.Symlink(Binary(t, n), filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // FreePort returns a TCP port that was free on host a moment ago.
