@@ -190,7 +190,9 @@ func (r *Runner) listNative(h *held, spec Spec, n *Native, log hclog.Logger) ([]
 // returns its standard output when capture is set. A failure is logged:
 // the main command reports the tool's own error if it matters.
 func (r *Runner) aux(h *held, spec Spec, n *Native, argv []string, capture bool, log hclog.Logger) ([]byte, outcome) {
-	if n.Program != "" {
+	// The job's own build of the tool runs the tool's commands; a lister
+	// that reads the repository with sh (borg) is left as it is.
+	if n.Program != "" && argv[0] == n.Tool {
 		argv = append([]string{n.Program}, argv[1:]...)
 	}
 	path, err := supervise.Resolve(argv[0])

@@ -379,15 +379,15 @@ func TestRelativeWithoutBaseDir(t *testing.T) {
 	}
 }
 
-// borg reads no second repository and cannot list its locks: the caller
-// must find neither interface.
-func TestNoOptionalInterfaces(t *testing.T) {
+// borg reads no second repository (borg 1.x has no copy), but lists the
+// locks of a local repository from its folder (locks.go).
+func TestOptionalInterfaces(t *testing.T) {
 	var p plugin.Plugin = &Plugin{}
 	if _, ok := p.(plugin.Copier); ok {
 		t.Error("borg implements plugin.Copier")
 	}
-	if _, ok := p.(plugin.LockLister); ok {
-		t.Error("borg implements plugin.LockLister")
+	if _, ok := p.(plugin.LockLister); !ok {
+		t.Error("borg does not implement plugin.LockLister")
 	}
 }
 
