@@ -135,8 +135,8 @@ func TestExecExternalDestroy(t *testing.T) {
 	if _, err := c.Session().Destroy(rec.Session, nil); err != nil {
 		t.Fatal(err)
 	}
-	sigAt, _ := strconv.ParseInt(strings.TrimSpace(waitFile(t, got, 5*time.Second)), 10, 64)
-	delay := time.Unix(0, sigAt).Sub(destroyed)
+	waitFile(t, got, 5*time.Second)
+	delay := time.Unix(0, heartbeats(t, got)[0]).Sub(destroyed) // a time that does not parse fails, not 1970
 	t.Logf("kill signal reached the command %s after the destroy", delay)
 	if delay > time.Second {
 		t.Errorf("kill signal after %s, want within 1s", delay)
@@ -211,7 +211,8 @@ sh -c 'trap "sleep 0.3; date +%%s%%N > %s; exit 0" TERM INT; echo 1 > %s; while 
 			}
 			releasedAt := <-gone
 			waitFile(t, child, time.Second)
-			grandEnd, _ := strconv.ParseInt(strings.TrimSpace(waitFile(t, grand, time.Second)), 10, 64)
+			waitFile(t, grand, time.Second)
+			grandEnd := heartbeats(t, grand)[0] // a time that does not parse fails, not 0
 			if releasedAt.UnixNano() <= grandEnd {
 				t.Fatalf("lock released at %d, before the grandchild ended at %d", releasedAt.UnixNano(), grandEnd)
 			}

@@ -112,34 +112,50 @@ func waitFile(t *testing.T, path string, limit time.Duration) string {
 	return ""
 }
 
-// heartbeats reads a file of "<unix nanoseconds>" lines.
+// heartbeats reads a file of "<unix nanoseconds>" lines: heartbeatScript's
+// records, or one `date +%s%N`. Every line must be whole. A time cut short
+// still parses, as a much smaller and wrong number (a last heartbeat that
+// seems long before the real one), so a line that is not 19 digits (the
+// width of %s%N from 2001 to 2286), or a last line without its newline,
+// fails the test instead of being read or skipped.
 func heartbeats(t *testing.T, path string) []int64 {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("read heartbeats: %v", err)
 	}
+	text := string(b)
+	if text == "" {
+		t.Fatalf("no heartbeats in %s", path)
+	}
+	if !strings.HasSuffix(text, "\n") {
+		t.Fatalf("%s: last heartbeat cut short: %q", path, text[strings.LastIndexByte(text, '\n')+1:])
+	}
 	var out []int64
-	for _, line := range strings.Fields(string(b)) {
-		n, err := strconv.ParseInt(line, 10, 64)
-		if err != nil {
-			continue // a line cut by SIGKILL
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		f := strings.TrimRight(line, " ")
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || len(f) != 19 {
+			t.Fatalf("%s: line %d is not a whole heartbeat: %q", path, i+1, line)
 		}
 		out = append(out, n)
-	}
-	if len(out) == 0 {
-		t.Fatalf("no heartbeats in %s", path)
 	}
 	return out
 }
 
 // heartbeatScript writes the time to file every 20ms, forever or count times.
+// Each record is 32 bytes (19 digits, 12 spaces, a newline) and written by
+// one write(2) of date's, so that none straddles a 4 KiB page boundary:
+// such a write becomes visible in two parts, and a SIGKILL or a fatal
+// SIGTERM between them (the command's group is killed while it writes)
+// leaves the record cut. Within one page a record appears whole or not at
+// all.
 func heartbeatScript(file string, count int) string {
 	loop := "while :"
 	if count > 0 {
 		loop = fmt.Sprintf("i=0; while [ $i -lt %d ]", count)
 	}
-	return fmt.Sprintf(`%s; do date +%%s%%N >> %q; i=$((i+1)); sleep 0.02; done`, loop, file)
+	return fmt.Sprintf(`%s; do date +'%%s%%N            ' >> %q; i=$((i+1)); sleep 0.02; done`, loop, file)
 }
 
 func alive(pid int) bool {

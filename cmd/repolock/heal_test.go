@@ -41,7 +41,9 @@ job "prune" {
 `, data))
 }
 
-// resticLocks lists the repository's restic lock files.
+// resticLocks lists the repository's restic lock files: everything in
+// locks/ but the temporary files restic is still writing. It is what the
+// tests count as left behind.
 func resticLocks(repo string) []string {
 	entries, _ := os.ReadDir(filepath.Join(repo, "locks"))
 	var ids []string
@@ -53,15 +55,52 @@ func resticLocks(repo string) []string {
 	return ids
 }
 
-// waitLocks waits until the repository has a restic lock.
+// resticLockIDs lists the repository's completed restic locks. restic's
+// local backend (internal/backend/local/local.go, v0.19.1) writes every
+// file, locks included, to "<name>-tmp-XXXX" in the same folder, syncs and
+// closes it, and only then renames it to its final name, the 64 hex digits
+// of its ID. A file under such a name is therefore whole (the rename is
+// atomic); a restic killed before the rename leaves no lock at all, only,
+// at most, a temporary file that no restic reads as a lock.
+func resticLockIDs(repo string) []string {
+	entries, _ := os.ReadDir(filepath.Join(repo, "locks"))
+	var ids []string
+	for _, e := range entries {
+		if !isResticID(e.Name()) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || fi.Size() == 0 {
+			continue
+		}
+		ids = append(ids, e.Name())
+	}
+	return ids
+}
+
+// isResticID reports whether name is a full restic ID: 64 lower-case hex
+// digits (restic.ID.String).
+func isResticID(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	for _, c := range name {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// waitLocks waits until the repository has a completed restic lock (see
+// resticLockIDs), so that a kill from then on leaves that lock behind.
 func waitLocks(t *testing.T, repo string) []string {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if ids := resticLocks(repo); len(ids) > 0 {
+		if ids := resticLockIDs(repo); len(ids) > 0 {
 			return ids
 		}
 	}
-	t.Fatal("restic wrote no lock within 30s")
+	t.Fatal("restic wrote no complete lock within 30s")
 	return nil
 }
 

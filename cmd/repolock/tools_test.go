@@ -19,11 +19,10 @@ import (
 
 const resticPassword = "correct-horse-4711-restic"
 
-// toolEnv puts .bin first in PATH so jobs run the pinned restic.
+// toolEnv puts the restic under test (the pinned one, or RESTIC_BIN) first
+// in PATH, so jobs that run `restic` run it.
 func toolEnv(t *testing.T, agent *testcluster.Agent, token string) []string {
-	testcluster.Binary(t, "restic")
-	bin := filepath.Join(testcluster.RepoRoot(t), ".bin")
-	return append(agent.Env(token), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+t.TempDir())
+	return append(agent.Env(token), "PATH="+testcluster.PathDir(t, "restic")+":"+os.Getenv("PATH"), "HOME="+t.TempDir())
 }
 
 // resticRepo makes an initialised restic repository, a password file and
@@ -177,7 +176,11 @@ func TestRunResticJobs(t *testing.T) {
 }
 
 // killResticMidBackup starts a backup reading from a pipe that never ends,
-// waits for its lock file, and SIGKILLs it.
+// waits for its completed lock file, SIGKILLs it, and checks that the lock
+// was left behind. Any file in locks/ is not enough: restic writes the
+// lock to "<id>-tmp-XXXX" first and renames it once written (see
+// resticLockIDs), and a kill before the rename leaves no lock, so that a
+// prune afterwards rightly succeeds.
 func killResticMidBackup(t *testing.T, repo, pwfile string) {
 	t.Helper()
 	r, w, err := os.Pipe()
@@ -186,22 +189,47 @@ func killResticMidBackup(t *testing.T, repo, pwfile string) {
 	cmd := exec.Command(testcluster.Binary(t, "restic"), "backup", "--stdin", "--stdin-filename", "stream")
 	cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD_FILE="+pwfile, "RESTIC_CACHE_DIR="+filepath.Join(filepath.Dir(repo), "cache"))
 	cmd.Stdin = r
+	out := &testcluster.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	must(t, cmd.Start())
 	r.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if locks, _ := os.ReadDir(filepath.Join(repo, "locks")); len(locks) > 0 {
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	var ids []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if ids = resticLockIDs(repo); len(ids) > 0 {
 			break
 		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatal("restic wrote no lock within 20s")
+		select {
+		case <-exited:
+			t.Fatalf("restic backup exited before it wrote its lock:\n%s", out)
+		default:
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("restic wrote no complete lock within 20s:\n%s", out)
+		}
 	}
 	_, _ = w.Write([]byte(strings.Repeat("x", 1<<16)))
 	must(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
+	<-exited
+	// Nothing cleaned up after the kill: the completed lock, and nothing
+	// else, is what the next command finds.
+	entries, _ := os.ReadDir(filepath.Join(repo, "locks"))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(ids) != 1 || len(names) != 1 || names[0] != ids[0] {
+		t.Fatalf("after the SIGKILL the repository's locks/ holds %q, want only the killed backup's lock %q", names, ids)
+	}
 }
 
 // Issue 3 acceptance 7: a job waits while another holds the repository,
@@ -340,20 +368,22 @@ func borgEnv(t *testing.T, repo string) []string {
 		"BORG_HOSTNAME_IS_UNIQUE=no")
 }
 
-func borgBinary(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("borg")
-	if err != nil {
-		t.Fatal("borg not found in PATH: run `make borg` (installs Debian's borgbackup)")
-	}
-	return p
+// borgEnvFor puts build b first in PATH, so jobs that run `borg` run it.
+func borgEnvFor(t *testing.T, b testcluster.Borg, agent *testcluster.Agent) []string {
+	return append(agent.Env(""), "PATH="+b.Dir(t)+":"+os.Getenv("PATH"), "HOME="+t.TempDir())
 }
 
 // Issue 3 acceptance 5: borg create and prune under the lock; a leftover
 // borg lock is broken with unlock_native = "all", and only once the
-// cluster lock is held exclusively.
+// cluster lock is held exclusively. Run against borg 1.4 and 1.2.
 func TestRunBorgJobs(t *testing.T) {
-	borg := borgBinary(t)
+	for _, b := range testcluster.Borgs(t) {
+		t.Run("borg-"+b.Version, func(t *testing.T) { runBorgJobs(t, b) })
+	}
+}
+
+func runBorgJobs(t *testing.T, b testcluster.Borg) {
+	borg := b.Path
 	srv := testcluster.StartServer(t)
 	c := srv.Client(t)
 	dir := t.TempDir()
@@ -391,7 +421,7 @@ job "prune" {
   command = ["borg", "prune", "--keep-last", "1"]
 }
 `, repo, pwfile, filepath.Join(dir, "borgbase"), data))
-	env := toolEnv(t, srv, "")
+	env := borgEnvFor(t, b, srv)
 	key := repoKey(t, env, cfg)
 
 	for _, job := range []string{"create", "create", "prune"} {
@@ -410,14 +440,7 @@ job "prune" {
 	}
 
 	// A borg killed while holding its lock leaves it behind.
-	hold := exec.Command(borg, "with-lock", repo, "sleep", "1000")
-	hold.Env = borgEnv(t, repo)
-	hold.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	must(t, hold.Start())
-	native := filepath.Join(repo, "lock.exclusive")
-	waitPath(t, native, 20*time.Second)
-	must(t, syscall.Kill(-hold.Process.Pid, syscall.SIGKILL))
-	_ = hold.Wait()
+	native := killBorgHoldingLock(t, borg, repo, dir)
 
 	// Another repolock holds the repository: the job waits and leaves the
 	// native lock alone meanwhile.
@@ -446,6 +469,82 @@ job "prune" {
 	}
 }
 
+// killBorgHoldingLock runs borg with-lock until its command runs, checks
+// the lock it holds, SIGKILLs borg and its command, and returns the lock
+// directory it left behind.
+//
+// lock.exclusive appearing is not the moment to kill: borg 1.2 and 1.4
+// (borg/locking.py) make the directory whole (a temporary directory with
+// the owner's file in it, renamed into place), but only then write
+// lock.roster, in place, and with-lock then rewrites the manifest before
+// it starts its command. The command, which writes its marker atomically,
+// runs only once all of that is done.
+func killBorgHoldingLock(t *testing.T, borg, repo, dir string) string {
+	t.Helper()
+	held := filepath.Join(dir, "borg-holds")
+	hold := exec.Command(borg, "with-lock", repo, "sh", "-c", `echo 1 > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 1000`, held)
+	hold.Env = borgEnv(t, repo)
+	out := &testcluster.SyncBuffer{}
+	hold.Stdout, hold.Stderr = out, out
+	hold.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	must(t, hold.Start())
+	exited := make(chan struct{})
+	go func() { _ = hold.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default: // not reaped yet, so the group id is still borg's
+			_ = syscall.Kill(-hold.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(held); err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("borg with-lock exited before it ran its command:\n%s", out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("borg with-lock did not run its command within 20s:\n%s", out)
+		}
+	}
+	checkBorgLock(t, repo, hold.Process.Pid)
+	must(t, syscall.Kill(-hold.Process.Pid, syscall.SIGKILL))
+	<-exited
+	checkBorgLock(t, repo, hold.Process.Pid) // nothing cleaned up after the kill
+	return filepath.Join(repo, "lock.exclusive")
+}
+
+// checkBorgLock checks that borg process pid holds repo's lock exclusively
+// as borg 1.x records it: lock.exclusive holds exactly the owner's file
+// "<host id>.<pid>-<thread>", and lock.roster lists pid as an exclusive
+// holder.
+func checkBorgLock(t *testing.T, repo string, pid int) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(repo, "lock.exclusive"))
+	if err != nil || len(entries) != 1 || !strings.Contains(entries[0].Name(), fmt.Sprintf(".%d-", pid)) {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("lock.exclusive holds %q (%v), want only the owner file of borg pid %d", names, err, pid)
+	}
+	b, err := os.ReadFile(filepath.Join(repo, "lock.roster"))
+	var roster struct {
+		Exclusive [][]any `json:"exclusive"`
+	}
+	if err != nil || json.Unmarshal(b, &roster) != nil || len(roster.Exclusive) != 1 ||
+		len(roster.Exclusive[0]) != 3 || roster.Exclusive[0][1] != float64(pid) {
+		t.Fatalf("lock.roster is %q (%v), want borg pid %d as its one exclusive holder", b, err, pid)
+	}
+}
+
+// waitPath waits until p exists. It says nothing about what p holds: for
+// a file or directory another process builds in place, wait for the state
+// the test needs instead.
 func waitPath(t *testing.T, p string, limit time.Duration) {
 	t.Helper()
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
