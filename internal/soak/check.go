@@ -47,6 +47,11 @@ type Record struct {
 	Exit   int  // repolock's exit code; meaningless when Killed
 	Killed bool // the soak SIGKILLed repolock itself
 
+	// When the harness started repolock, and saw it exit: they bound the
+	// grant and the release for the Porcupine check, which, unlike Check,
+	// needs the whole time each operation may have happened in.
+	Requested, Exited time.Time
+
 	Started   bool   // the command wrote its start line: the lock was granted
 	Token     uint64 // the fencing token the command saw
 	First     time.Time
@@ -140,7 +145,7 @@ var Honest = map[int]string{
 
 // Violation is one broken guarantee.
 type Violation struct {
-	Kind   string // overlap, token, dishonest exit, exit code
+	Kind   string // overlap, token, dishonest exit, exit code; porcupine from the tests' second check
 	Detail string
 }
 

@@ -84,6 +84,7 @@ func (h *harness) start(s spec) *run {
 	r.cmd.Env = append(testcluster.CleanEnv(), s.agent.Env("")...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	r.rec.Requested = time.Now()
 	if err := r.cmd.Start(); err != nil {
 		h.t.Fatalf("start repolock: %v", err)
 	}
@@ -92,6 +93,7 @@ func (h *harness) start(s spec) *run {
 	h.mu.Unlock()
 	go func() {
 		_ = r.cmd.Wait()
+		r.rec.Exited = time.Now()
 		r.rec.Exit = r.cmd.ProcessState.ExitCode()
 		h.mu.Lock()
 		delete(h.live, id)
@@ -119,6 +121,14 @@ func (h *harness) finish(r *run, limit time.Duration) Record {
 	if ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.rec.Killed = true
 	}
+	// repolock's exit does not end the command at the same instant (after
+	// a SIGKILL of repolock the guard kills it a moment later): read the
+	// file once the command's processes are gone, so no heartbeat is missed.
+	if data, err := os.ReadFile(r.file); err == nil {
+		probe := r.rec
+		_ = ParseHeartbeats(&probe, data)
+		waitGone(probe.Pids, 10*time.Second)
+	}
 	if data, err := os.ReadFile(r.file); err == nil {
 		if err := ParseHeartbeats(&r.rec, data); err != nil {
 			h.t.Error(err)
@@ -128,6 +138,24 @@ func (h *harness) finish(r *run, limit time.Duration) Record {
 	h.recs = append(h.recs, r.rec)
 	h.mu.Unlock()
 	return r.rec
+}
+
+// waitGone waits until none of pids runs (gone, or a zombie), at most
+// limit; a process that outlives it is reported by leftovers.
+func waitGone(pids []int, limit time.Duration) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		alive := false
+		for _, p := range pids {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+			// The state follows the command name in parentheses.
+			if i := strings.LastIndexByte(string(b), ')'); err == nil && i > 0 && i+2 < len(b) && b[i+2] != 'Z' {
+				alive = true
+			}
+		}
+		if !alive {
+			return
+		}
+	}
 }
 
 // waitStarted waits until the run's command wrote its start line.
@@ -168,11 +196,21 @@ func (r *run) guard() int {
 	return 0
 }
 
-// violations checks all records so far and reports each violation.
+// violations checks all records so far, with Check and with Porcupine,
+// and reports each violation. Porcupine's visualization of a failure goes
+// next to the soak report, or into the system's temporary directory (a
+// test's own would be removed with it).
 func (h *harness) violations() []Violation {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	vs := Check(h.recs)
+	dir := os.TempDir()
+	if f := os.Getenv("REPOLOCK_SOAK_REPORT"); f != "" {
+		dir = filepath.Dir(f)
+	}
+	if _, err := checkPorcupine(h.recs, dir, h.t.Name()); err != nil {
+		vs = append(vs, Violation{"porcupine", err.Error()})
+	}
 	for _, v := range vs {
 		h.t.Errorf("%s: %s", v.Kind, v.Detail)
 	}
