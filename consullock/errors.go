@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/consul/api"
@@ -37,13 +38,13 @@ func (e *UnreachableError) Error() string {
 // connections per client address is reached. Every waiting or holding
 // repolock keeps two open (its requests and a blocking query).
 func connLimitHint(err error) string {
-	var se api.StatusError
-	if (errors.As(err, &se) && se.Code == 429) || (err != nil && strings.Contains(err.Error(), "response code: 429")) {
+	if answer(err) == statusTooMany {
 		return "; the agent refuses more HTTP connections from this address: raise its limits.http_max_conns_per_client " +
 			"(default 200) above twice the number of repolock processes behind one address"
 	}
 	return ""
 }
+
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // PermissionError means Consul's ACL system refused the request. Need names
@@ -76,24 +77,94 @@ func (e *lostError) Is(target error) bool { return target == ErrLost }
 
 func lost(format string, args ...any) error { return &lostError{reason: fmt.Sprintf(format, args...)} }
 
-// classify turns a consul/api error into an UnreachableError or a
-// PermissionError where it is one, so that callers see what went wrong.
+// Classes of Consul's answers that are not a success, by HTTP status.
+type answerClass int
+
+const (
+	noAnswer      answerClass = iota // no HTTP answer: refused, timeout, DNS, TLS
+	statusDenied                     // 403: the ACLs refused
+	statusTooMany                    // 429: the agent's per-client connection limit
+	statusServer                     // 5xx: no leader, an RPC error, a server restarting
+	statusOther                      // any other status (400, 404, …): the request itself is wrong
+)
+
+// answer is the one place a Consul error is told apart by its HTTP status
+// (consul/api's StatusError), never by its message. consul/api's
+// Session.Renew alone returns the status untyped, as
+// "Unexpected response code: N"; statusOf reads that code.
+func answer(err error) answerClass {
+	code := statusOf(err)
+	switch {
+	case code == 0:
+		return noAnswer
+	case code == 403:
+		return statusDenied
+	case code == 429:
+		return statusTooMany
+	case code >= 500:
+		return statusServer
+	}
+	return statusOther
+}
+
+// renewStatus is how consul/api's Session.Renew words a status it does
+// not expect (session.go), the one consul/api error without a StatusError.
+const renewStatus = "Unexpected response code: "
+
+// statusOf is the HTTP status of a Consul answer that was not a success,
+// 0 when Consul did not answer.
+func statusOf(err error) int {
+	var se api.StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	if err == nil {
+		return 0
+	}
+	msg := err.Error()
+	i := strings.LastIndex(msg, renewStatus)
+	if i < 0 {
+		return 0
+	}
+	digits := msg[i+len(renewStatus):]
+	if j := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); j >= 0 {
+		digits = digits[:j]
+	}
+	code, convErr := strconv.Atoi(digits)
+	if convErr != nil {
+		return 0
+	}
+	return code
+}
+
+// classify turns a consul/api error into a *PermissionError (403) or an
+// *UnreachableError (no answer, 429, 5xx: what waiting may heal), so that
+// callers see what went wrong; other answers are wrapped as they are.
+// need names the permission a 403 means the token lacks.
 func classify(op, need string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var se api.StatusError
-	if errors.As(err, &se) && se.Code == 403 {
-		return &PermissionError{Op: op, Need: need, Detail: strings.TrimSpace(se.Body)}
-	}
-	if strings.Contains(err.Error(), "response code: 403") ||
-		strings.Contains(strings.ToLower(err.Error()), "permission denied") {
-		return &PermissionError{Op: op, Need: need, Detail: strings.TrimSpace(err.Error())}
-	}
-	var ue *url.Error
-	var ne net.Error
-	if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || connLimitHint(err) != "" {
+	switch answer(err) {
+	case statusDenied:
+		detail := err.Error()
+		var se api.StatusError
+		if errors.As(err, &se) {
+			detail = se.Body
+		}
+		return &PermissionError{Op: op, Need: need, Detail: strings.TrimSpace(detail)}
+	case statusTooMany, statusServer:
 		return &UnreachableError{Op: op, Err: err}
+	case noAnswer:
+		var ue *url.Error
+		var ne net.Error
+		if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+			return &UnreachableError{Op: op, Err: err}
+		}
 	}
 	return fmt.Errorf("consullock: %s: %w", op, err)
 }
+
+// Classify is classify for other packages that read or write under a
+// lock's KV folder (the run history): need names the ACL permission.
+func Classify(op, need string, err error) error { return classify(op, need, err) }

@@ -1,7 +1,10 @@
 package consullock
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -23,5 +26,43 @@ func TestConnLimitHint(t *testing.T) {
 	}
 	if h := connLimitHint(errors.New("Unexpected response code: 500")); h != "" {
 		t.Errorf("a 500 got the connection-limit hint %q", h)
+	}
+}
+
+// Consul's answers are told apart by their HTTP status, typed or (only
+// Session.Renew) untyped.
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{api.StatusError{Code: 403, Body: "ACL not found"}, "denied"},
+		{fmt.Errorf("wrapped: %w", api.StatusError{Code: 403}), "denied"},
+		{errors.New("Unexpected response code: 403"), "denied"}, // Session.Renew
+		{api.StatusError{Code: 429}, "unreachable"},
+		{api.StatusError{Code: 500, Body: "No cluster leader"}, "unreachable"},
+		{errors.New("Unexpected response code: 503"), "unreachable"},
+		{&url.Error{Op: "Get", URL: "http://x", Err: errors.New("connection refused")}, "unreachable"},
+		{context.DeadlineExceeded, "unreachable"},
+		{api.StatusError{Code: 400, Body: "Client sent an HTTP request to an HTTPS server"}, "other"},
+		{errors.New("permission denied: the word alone decides nothing"), "other"},
+		{errors.New("Unexpected response code: abc"), "other"},
+	} {
+		err := classify("op", "need", c.err)
+		var pe *PermissionError
+		var ue *UnreachableError
+		got := "other"
+		switch {
+		case errors.As(err, &pe):
+			got = "denied"
+		case errors.As(err, &ue):
+			got = "unreachable"
+		}
+		if got != c.want {
+			t.Errorf("classify(%v) is %s (%v), want %s", c.err, got, err, c.want)
+		}
+	}
+	if !retryable(api.StatusError{Code: 502}) || retryable(api.StatusError{Code: 403}) || retryable(api.StatusError{Code: 400}) {
+		t.Error("retryable: 5xx retries, 403 and 400 do not")
 	}
 }

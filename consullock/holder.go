@@ -1,6 +1,7 @@
 package consullock
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"strconv"
@@ -59,3 +60,16 @@ const (
 	StateWaiting = "waiting"
 	StateHolding = "holding"
 )
+
+// String names the holder for people: user@host pid N, then its Nomad
+// allocation and its job when it has them.
+func (h Holder) String() string {
+	s := fmt.Sprintf("%s@%s pid %d", h.User, h.Host, h.PID)
+	if h.NomadAllocID != "" {
+		s += fmt.Sprintf(" (nomad %s/%s alloc %.8s)", h.NomadJobID, h.NomadTaskName, h.NomadAllocID)
+	}
+	if h.Job != "" {
+		s += " job " + h.Job
+	}
+	return s
+}

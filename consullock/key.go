@@ -78,6 +78,17 @@ func Sanitize(s string) string {
 	return b.String()
 }
 
+// KeyChars reports whether s is made only of the bytes a key may hold
+// (A-Z a-z 0-9 . _ -): the one charset of keys and of the config's names.
+func KeyChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !keyByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func keyByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }

@@ -19,7 +19,6 @@ import (
 	"math/rand/v2"
 	"path"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/repolock/repolock/internal/clock"
+	"github.com/repolock/repolock/internal/latest"
 )
 
 // DefaultPrefix is the KV prefix when Config.Prefix is empty.
@@ -77,7 +77,7 @@ type Lock struct {
 
 	mu       sync.Mutex
 	lastSent clock.Boottime
-	leases   chan clock.Boottime
+	leases   *latest.Chan[time.Duration]
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -103,7 +103,7 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 	if _, err := ParseMode(string(cfg.Mode)); err != nil {
 		return nil, fmt.Errorf("consullock: %w", err)
 	}
-	if err := cfg.Lease.Validate(); err != nil {
+	if err := cfg.Lease.model().Validate(); err != nil {
 		return nil, fmt.Errorf("consullock: %w", err)
 	}
 	cfg.Tuning = cfg.Tuning.withDefaults()
@@ -147,18 +147,11 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 // (an operator break) is final.
 func retryable(err error) bool {
 	var ue *UnreachableError
-	var se api.StatusError
 	if errors.As(err, &ue) {
 		return true
 	}
-	if errors.As(err, &se) && (se.Code >= 500 || se.Code == 429) {
-		return true
-	}
-	// 429: the agent's per-client connection limit; it frees up as other
-	// requests end.
-	msg := err.Error()
-	return strings.Contains(msg, "No cluster leader") || strings.Contains(msg, "rpc error") ||
-		strings.Contains(msg, "Unexpected response code: 5") || strings.Contains(msg, "Unexpected response code: 429")
+	a := answer(err)
+	return a == statusServer || a == statusTooMany
 }
 
 // acquireOnce is one session's try: create it, queue, wait for the grant.
@@ -168,7 +161,7 @@ func acquireOnce(ctx context.Context, cfg Config) (*Lock, error) {
 		kv:       cfg.Client.KV(),
 		sessions: cfg.Client.Session(),
 		log:      cfg.Logger,
-		leases:   make(chan clock.Boottime, 1),
+		leases:   latest.New[time.Duration](),
 		stop:     make(chan struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
@@ -340,7 +333,9 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 // read runs one read of waitGrant, blocking from index (0: not blocking),
 // retrying what a leader election or an agent restart makes fail until the
 // wait ends. Its errors are final: a loss, the caller's end, a refusal, or
-// Consul unreachable.
+// Consul unreachable. Its seven parameters stay one by one: each caller
+// reads another entry (do) from another index, and names it for errors
+// (op, need); a struct would only move the list into each call.
 func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need string, do func(*api.QueryOptions) (*api.QueryMeta, error), index uint64) (*api.QueryMeta, error) {
 	for {
 		opts := &api.QueryOptions{}
@@ -416,13 +411,13 @@ func (l *Lock) timeout(ahead []Record) error {
 		return fmt.Errorf("%w (%s)", ErrTimeout, l.cfg.Wait)
 	}
 	h := ahead[0]
-	return fmt.Errorf("%w (%s): held by %s@%s pid %d (%s, %s since %s)", ErrTimeout, l.cfg.Wait,
-		h.Holder.User, h.Holder.Host, h.Holder.PID, h.Mode, h.State, h.Since.Format(time.RFC3339))
+	return fmt.Errorf("%w (%s): held by %s (%s, %s since %s)", ErrTimeout, l.cfg.Wait,
+		h.Holder, h.Mode, h.State, h.Since.Format(time.RFC3339))
 }
 
 // liveRecords decodes the entries whose session is alive, in CreateIndex order.
 func liveRecords(pairs api.KVPairs) []Record {
-	var out []Record
+	out := []Record{} // a list, never null, in status -json
 	for _, p := range pairs {
 		if p.Session == "" {
 			continue
@@ -500,8 +495,14 @@ func (l *Lock) Token() uint64 { return l.token }
 // EntryKey returns the KV key of this contender's record.
 func (l *Lock) EntryKey() string { return l.entryKey }
 
-// LastSent returns when the last confirmed renewal was sent.
-func (l *Lock) LastSent() clock.Boottime {
+// LastSent returns when the last confirmed renewal was sent, as a reading
+// of CLOCK_BOOTTIME (time since boot, counting suspend): the clock the
+// caller's kill deadlines must be computed on.
+func (l *Lock) LastSent() time.Duration {
+	return time.Duration(l.lastSentBoot())
+}
+
+func (l *Lock) lastSentBoot() clock.Boottime {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lastSent
@@ -509,23 +510,16 @@ func (l *Lock) LastSent() clock.Boottime {
 
 // Leases delivers the send time of each confirmed renewal; only the latest
 // is kept, so a slow reader never blocks renewal.
-func (l *Lock) Leases() <-chan clock.Boottime { return l.leases }
+func (l *Lock) Leases() <-chan time.Duration { return l.leases.C() }
 
 func (l *Lock) setLease(sent clock.Boottime) {
 	l.mu.Lock()
 	if sent > l.lastSent {
 		l.lastSent = sent
 	}
-	latest := l.lastSent
+	newest := l.lastSent
 	l.mu.Unlock()
-	select {
-	case <-l.leases:
-	default:
-	}
-	select {
-	case l.leases <- latest:
-	default:
-	}
+	l.leases.Set(time.Duration(newest))
 }
 
 // lose cancels the lock's context with err; the log line comes after, so
@@ -546,8 +540,8 @@ func (l *Lock) renewLoop() {
 	t := l.cfg.Lease
 	timer := time.NewTimer(t.RenewInterval)
 	defer timer.Stop()
-	// Renewal goes on after a loss by the deadline, until Release or
-	// Invalidate: the command's group may not be dead yet, and a session
+	// Renewal goes on after a loss by the deadline, until Release: the
+	// command's group may not be dead yet, and a session
 	// that still lives keeps the next contender out meanwhile.
 	stopCtx, stopCancel := context.WithCancel(context.Background())
 	defer stopCancel()
@@ -602,7 +596,7 @@ func (l *Lock) deadlineLoop() {
 	tick := time.NewTicker(max(min(l.cfg.Lease.Margin/2, 50*time.Millisecond), time.Millisecond))
 	defer tick.Stop()
 	for {
-		if clock.Now() >= l.cfg.Lease.Expiry(l.LastSent()) {
+		if clock.Now() >= l.cfg.Lease.model().Expiry(l.lastSentBoot()) {
 			l.lose(&lostError{unreachable: true, reason: fmt.Sprintf("no renewal confirmed within ttl %s − margin %s; the server may expire the session",
 				l.cfg.Lease.TTL, l.cfg.Lease.Margin)})
 			return
@@ -661,7 +655,7 @@ func (l *Lock) watchEntry() {
 	}
 }
 
-// stopping reports whether Release or Invalidate has begun.
+// stopping reports whether Release has begun.
 func (l *Lock) stopping() bool {
 	select {
 	case <-l.stop:
@@ -671,8 +665,8 @@ func (l *Lock) stopping() bool {
 	}
 }
 
-// untilStop is the lock's context, also cancelled when Release or
-// Invalidate begins, for requests that must not hold either back.
+// untilStop is the lock's context, also cancelled when Release begins,
+// for requests that must not hold it back.
 func (l *Lock) untilStop() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(l.ctx)
 	go func() {

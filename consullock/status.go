@@ -2,7 +2,6 @@ package consullock
 
 import (
 	"context"
-	"encoding/json"
 	"sort"
 	"strings"
 
@@ -10,15 +9,14 @@ import (
 )
 
 // RepoStatus is what KV says about one lock key: its live contenders in
-// grant order (holders first) and its last finished run.
+// grant order (holders first); an empty list when the key has none.
 type RepoStatus struct {
 	Key     string   `json:"key"`
 	Entries []Record `json:"entries"`
-	Last    *LastRun `json:"last,omitempty"`
 }
 
-// Status reads every key under prefix (or only key, when not empty) with
-// one consistent read.
+// Status reads every key under prefix that has live contenders (or only
+// key, when not empty) with one consistent read.
 func Status(ctx context.Context, c *api.Client, prefix, key string) ([]RepoStatus, error) {
 	root := RepoPrefix(prefix, "")
 	folder := root
@@ -30,29 +28,15 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) ([]RepoStatu
 		return nil, classify("read "+folder, "key:read on "+root, err)
 	}
 	byKey := map[string]api.KVPairs{}
-	lasts := map[string]*LastRun{}
 	for _, p := range pairs {
-		rest := strings.TrimPrefix(p.Key, root)
-		k, sub, ok := strings.Cut(rest, "/")
-		if !ok {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(sub, "lock/"):
+		k, sub, ok := strings.Cut(strings.TrimPrefix(p.Key, root), "/")
+		if ok && strings.HasPrefix(sub, "lock/") {
 			byKey[k] = append(byKey[k], p)
-		case sub == "last":
-			var l LastRun
-			if json.Unmarshal(p.Value, &l) == nil {
-				lasts[k] = &l
-			}
-			if _, seen := byKey[k]; !seen {
-				byKey[k] = nil
-			}
 		}
 	}
 	out := make([]RepoStatus, 0, len(byKey))
 	for k, ps := range byKey {
-		out = append(out, RepoStatus{Key: k, Entries: liveRecords(ps), Last: lasts[k]})
+		out = append(out, RepoStatus{Key: k, Entries: liveRecords(ps)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil

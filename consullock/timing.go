@@ -7,10 +7,18 @@ import (
 )
 
 // Lease is the lock's timing: the session TTL, how often it is renewed,
-// and the margin kept before the server may expire it (see package
-// internal/timing, the one place of the timing model). The lock knows
+// and the margin kept before the server may expire it. Its defaults and
+// the relation it must keep with the command's kill timeout are the
+// timing model's (internal/timing), which checks it. The lock knows
 // nothing of the command it protects: the kill schedule is the caller's.
-type Lease = timing.Lease
+type Lease struct {
+	TTL           time.Duration
+	RenewInterval time.Duration
+	Margin        time.Duration
+}
+
+// model is l in the timing model's terms: the same three durations.
+func (l Lease) model() timing.Lease { return timing.Lease(l) }
 
 // Tuning holds the lock's request timing that is not part of the lease.
 // Zero fields take the defaults of DefaultTuning; tests shrink them.

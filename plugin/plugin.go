@@ -165,7 +165,7 @@ type LockLister interface {
 	// ShowLock prints one lock.
 	ShowLock(id string) []string
 	// ParseLock reads ShowLock's output.
-	ParseLock(id string, out []byte) (consullock.NativeLock, error)
+	ParseLock(id string, out []byte) (NativeLock, error)
 }
 
 // IdentityOf is p.Identity(r), its error naming the tool, the repository
@@ -243,16 +243,11 @@ func Tools() []string {
 	return slices.Sorted(maps.Keys(registry))
 }
 
-// LockKey is the Consul KV path segment of r's lock. An explicit r.LockKey
-// is validated (consullock.CheckKey) and returned unchanged, so operators
-// can predict it. Otherwise the key is derived from the plugin's Identity
-// with KeyFromIdentity.
+// LockKey is the Consul KV path segment of r's lock: KeyOf with the
+// identity of r's plugin, derived only when r has no explicit LockKey.
 func LockKey(r Repository) (string, error) {
 	if r.LockKey != "" {
-		if err := consullock.CheckKey(r.LockKey); err != nil {
-			return "", err
-		}
-		return r.LockKey, nil
+		return KeyOf(r, "")
 	}
 	p, err := Get(r.Tool)
 	if err != nil {
@@ -262,7 +257,22 @@ func LockKey(r Repository) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return KeyFromIdentity(id), nil
+	return KeyOf(r, id)
+}
+
+// KeyOf is the lock key of r whose identity (IdentityOf) the caller has
+// already derived, so that it is derived once. An explicit r.LockKey is
+// validated (consullock.CheckKey) and returned unchanged, so operators can
+// predict it, and identity is not used; otherwise the key is
+// KeyFromIdentity(identity).
+func KeyOf(r Repository, identity string) (string, error) {
+	if r.LockKey == "" {
+		return KeyFromIdentity(identity), nil
+	}
+	if err := consullock.CheckKey(r.LockKey); err != nil {
+		return "", err
+	}
+	return r.LockKey, nil
 }
 
 // readableMax bounds the human-readable part of a derived key so that keys

@@ -19,7 +19,7 @@ import (
 // the Consul client and prefix to read it with: a repository of the config
 // (when one is found) names its lock key, any other name is taken as a key.
 // A -prefix flag (prefixFlag) wins over the config's prefix.
-func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix string, client *api.Client, cfg *config.Config, err error) {
+func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix string, client *api.Client, cfg *plan.Config, err error) {
 	key, prefix = name, consullock.DefaultPrefix
 	var consul config.Consul
 	path := configPath(cfgFlag)
@@ -29,17 +29,14 @@ func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix
 		}
 		// No config: plain keys.
 	} else {
-		cfg, err = loadConfig(path, stderr)
+		planned, err := loadConfig(path, stderr)
 		if err != nil {
 			return "", "", nil, nil, err
 		}
-		if repo, ok := cfg.Repository(name); ok && name != "" {
-			res, err := plan.Resolve(cfg, repo)
-			if err != nil {
-				return "", "", nil, nil, err
-			}
-			key = res.Key
+		if repo, ok := planned.Repo(name); ok && name != "" {
+			key = repo.Key
 		}
+		cfg = planned
 		prefix, consul = cfg.Consul.Prefix, cfg.Consul
 	}
 	if prefixFlag != "" {
@@ -80,7 +77,7 @@ func cmdBreak(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	done, err := consullock.Break(ctx, client, pfx, key)
 	for _, e := range done {
-		fmt.Fprintf(stdout, "destroyed session %s: %s %s, %s, since %s", e.Session, e.State, e.Mode, who(e.Holder),
+		fmt.Fprintf(stdout, "destroyed session %s: %s %s, %s, since %s", e.Session, e.State, e.Mode, e.Holder,
 			e.Since.Format(time.RFC3339))
 		if e.State == consullock.StateHolding {
 			fmt.Fprintf(stdout, ", fencing token %d", e.Token)

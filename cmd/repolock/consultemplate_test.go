@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/history"
 	"github.com/repolock/repolock/internal/testcluster"
 )
 
@@ -77,7 +78,7 @@ func TestConsulTemplateExec(t *testing.T) {
 	put("repolock/config/photos/command", resticBin+" backup "+small)
 
 	// The interrupted run's record, then the next run's.
-	var interrupted consullock.LastRun
+	var interrupted history.Run
 	for deadline := time.Now().Add(40 * time.Second); interrupted.InterruptedBy == ""; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no record of the interrupted run:\n%s", out)

@@ -53,7 +53,8 @@ func (f *execFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.wait, "wait", defaults.Wait, "how long to wait for the lock (0: try once); then exit 75")
 	fs.DurationVar(&f.ttl, "ttl", defaults.TTL, "Consul session TTL")
 	fs.DurationVar(&f.killTimeout, "kill-timeout", defaults.KillTimeout, "time between the kill signal and SIGKILL")
-	fs.StringVar(&f.sig, "kill-signal", "SIGTERM", "signal that asks the command to stop")
+	sig, _ := config.SignalName(defaults.KillSignal)
+	fs.StringVar(&f.sig, "kill-signal", sig, "signal that asks the command to stop")
 	fs.DurationVar(&f.renew, "renew-interval", 0, "session renewal interval (default ttl/3)")
 	fs.DurationVar(&f.margin, "margin", 0, "safety margin before the server may expire the session (default ttl/10)")
 	f.common.register(fs)
@@ -72,14 +73,14 @@ func (f *execFlags) plan(cmd []string) (plan.Exec, error) {
 		}
 		return nil
 	}
-	e.Overrides = plan.Overrides{Wait: given("wait", &f.wait), TTL: given("ttl", &f.ttl), KillTimeout: given("kill-timeout", &f.killTimeout),
+	e.Lock = config.LockSettings{Wait: given("wait", &f.wait), TTL: given("ttl", &f.ttl), KillTimeout: given("kill-timeout", &f.killTimeout),
 		RenewInterval: given("renew-interval", &f.renew), Margin: given("margin", &f.margin)}
 	if f.set["kill-signal"] {
 		sig, err := config.ParseSignal(f.sig)
 		if err != nil {
 			return e, usagef("exec: -kill-signal: %v", err)
 		}
-		e.Overrides.KillSignal = &sig
+		e.Lock.KillSignal = &sig
 	}
 	if f.set["prefix"] || f.repository == "" {
 		e.Prefix = f.prefix

@@ -40,17 +40,15 @@ func configPath(flagValue string) string {
 // loadConfig loads the config and plans every repository and job in it,
 // printing diagnostics (warnings too) with their source lines; any error
 // is a *configError (exit 78). Every command that reads a config checks
-// all of it, so `run` refuses what `validate` refuses.
-func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
-	cfg, files, diags := config.Load(path)
-	if !diags.HasErrors() {
-		diags = append(diags, plan.Check(cfg)...)
-	}
+// all of it, so `run` refuses what `validate` refuses, and each command
+// reuses what loading resolved.
+func loadConfig(path string, stderr io.Writer) (*plan.Config, error) {
+	cfg, files, diags := plan.Load(path)
 	if len(diags) > 0 {
 		_ = config.WriteDiagnostics(stderr, files, diags, false)
 	}
 	if diags.HasErrors() {
-		return nil, &configError{fmt.Sprintf("configuration %s is invalid (%d errors)", path, len(diags.Errs()))}
+		return nil, &run.ConfigError{Msg: fmt.Sprintf("configuration %s is invalid (%d errors)", path, len(diags.Errs()))}
 	}
 	return cfg, nil
 }
@@ -71,7 +69,7 @@ func consulClient(c config.Consul) (*api.Client, error) {
 	}
 	client, err := api.NewClient(conf)
 	if err != nil {
-		return nil, &configError{fmt.Sprintf("Consul client: %v", err)}
+		return nil, &run.ConfigError{Msg: fmt.Sprintf("Consul client: %v", err)}
 	}
 	return client, nil
 }
@@ -109,7 +107,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		}
 		return usagef("run: no job %q in %s (jobs: %s)", fs.Arg(0), path, strings.Join(names, ", "))
 	}
-	spec, _ := plan.Job(cfg, job) // loadConfig reported its problems
+	spec, _ := cfg.JobSpec(job.Name) // loadConfig refused a job that does not plan
 	spec.Holder = consullock.LocalHolder(version, job.Name)
 	fitSupervisor(&spec, log)
 	client, err := consulClient(cfg.Consul)
@@ -119,11 +117,13 @@ func cmdRun(args []string, stderr io.Writer) error {
 	signals, stop := notifySignals()
 	defer stop()
 	r := &run.Runner{Client: client, Log: log.With("job", job.Name, "repository", job.Repository), Signals: signals}
-	r.OnStart = func(vars []string) { hooks.Run(job.Hooks, hooks.Start, append(vars, "REPOLOCK_JOB="+job.Name), r.Log) }
+	r.OnStart = func(vars []string) { hooks.Run(job.Hooks, hooks.Start, vars, r.Log) }
 	err = r.Run(context.Background(), spec)
-	// After the release: metrics and hooks never hold the lock.
-	recordMetrics(job, r.Summary, err, r.Log)
-	runEndHooks(job, spec, r.Summary, err, r.Log)
+	// After the release: metrics and hooks never hold the lock. Both read
+	// the one outcome the exit code comes from.
+	o := run.Of(err).Interrupted(r.Summary.InterruptedBy)
+	recordMetrics(job, r.Summary, o, r.Log)
+	runEndHooks(job, r.Summary, o, r.Log)
 	return err
 }
 
@@ -191,15 +191,15 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 }
 
 // validationOf is what validate shows of a config that loaded.
-func validationOf(cfg *config.Config) validation {
+func validationOf(cfg *plan.Config) validation {
 	var out validation
-	for _, r := range cfg.Repositories {
-		res, _ := plan.Resolve(cfg, r) // loadConfig refused what does not resolve
+	for _, res := range cfg.Repos() { // loadConfig refused what does not resolve
+		r := res.Config
 		out.Repositories = append(out.Repositories, validRepo{Name: r.Name, Tool: r.Tool,
 			Location: plugin.Redact(r.Location), Key: res.Key})
 	}
 	for _, j := range cfg.Jobs {
-		spec, _ := plan.Job(cfg, j)
+		spec, _ := cfg.JobSpec(j.Name)
 		v := validJob{Name: j.Name, Repository: j.Repository, ModeSource: "set in the job"}
 		if j.Mode == "" {
 			v.ModeSource = fmt.Sprintf("inferred from %q", strings.Join(j.Command[:min(len(j.Command), 3)], " "))
@@ -244,13 +244,13 @@ func fitSupervisor(spec *run.Spec, log hclog.Logger) {
 
 // recordMetrics writes the run's metrics where the job's metrics block
 // says; a failure is logged and never changes the exit code.
-func recordMetrics(job *config.Job, sum run.Summary, err error, log hclog.Logger) {
+func recordMetrics(job *config.Job, sum run.Summary, o run.Outcome, log hclog.Logger) {
 	sink := metrics.Sink{Textfile: job.Metrics.Textfile, Pushgateway: job.Metrics.Pushgateway}
 	if sink == (metrics.Sink{}) {
 		return
 	}
-	r := metrics.Run{Job: job.Name, Repository: job.Repository, Mode: string(sum.Mode), Outcome: runOutcome(err, sum),
-		Exit: exitCode(err), Started: sum.Started, Ended: sum.Ended, NativeLocksCleared: sum.NativeLocksCleared, Version: version}
+	r := metrics.Run{Job: job.Name, Repository: job.Repository, Mode: string(sum.Mode), Outcome: o.Metric(),
+		Exit: o.Code, Started: sum.Started, Ended: sum.Ended, NativeLocksCleared: sum.NativeLocksCleared, Version: version}
 	if !sum.Granted.IsZero() {
 		r.LockWait = sum.Granted.Sub(sum.Started)
 	} else {
@@ -266,33 +266,11 @@ func recordMetrics(job *config.Job, sum run.Summary, err error, log hclog.Logger
 // runEndHooks runs the job's hooks for the run's outcome, after the
 // release, with the run's variables and REPOLOCK_OUTCOME, _EXIT_CODE and
 // _ERROR (one line).
-func runEndHooks(job *config.Job, spec run.Spec, sum run.Summary, err error, log hclog.Logger) {
+func runEndHooks(job *config.Job, sum run.Summary, o run.Outcome, log hclog.Logger) {
 	if len(job.Hooks) == 0 {
 		return
 	}
-	o := runOutcome(err, sum)
-	event := hooks.Failure
-	switch o {
-	case metrics.Success:
-		event = hooks.Success
-	case metrics.Busy:
-		event = hooks.Busy
-	case metrics.Lost:
-		event = hooks.Lost
-	}
-	vars := sum.Vars
-	if vars == nil { // never granted: name the lock at least
-		for _, t := range spec.Targets {
-			if t.Primary {
-				vars = []string{"REPOLOCK_REPOSITORY=" + t.Repository, "REPOLOCK_KEY=" + t.Key, "REPOLOCK_MODE=" + string(t.Mode)}
-			}
-		}
-	}
-	msg := ""
-	if err != nil {
-		msg = strings.Join(strings.Fields(err.Error()), " ")
-	}
-	vars = append(append([]string(nil), vars...), "REPOLOCK_JOB="+job.Name, "REPOLOCK_OUTCOME="+o,
-		fmt.Sprintf("REPOLOCK_EXIT_CODE=%d", exitCode(err)), "REPOLOCK_ERROR="+msg)
-	hooks.Run(job.Hooks, event, vars, log)
+	vars := append(append([]string(nil), sum.Vars...), "REPOLOCK_OUTCOME="+o.Metric(),
+		fmt.Sprintf("REPOLOCK_EXIT_CODE=%d", o.Code), "REPOLOCK_ERROR="+o.Line())
+	hooks.Run(job.Hooks, o.Event(), vars, log)
 }

@@ -4,20 +4,15 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/exitcode"
-	"github.com/repolock/repolock/internal/metrics"
 	"github.com/repolock/repolock/internal/run"
 	"github.com/repolock/repolock/internal/supervise"
 )
@@ -34,19 +29,9 @@ func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// usageError is bad command-line usage (exit 64).
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-func (e *usageError) ExitCode() int { return exitcode.Usage }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
-// configError is an invalid configuration whose diagnostics were printed (exit 78).
-type configError struct{ msg string }
-
-func (e *configError) Error() string { return e.msg }
-func (e *configError) ExitCode() int { return exitcode.Config }
+func usagef(format string, args ...any) error {
+	return &run.UsageError{Msg: fmt.Sprintf(format, args...)}
+}
 
 func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -72,14 +57,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	default:
 		err = usagef("unknown command %q", args[0])
 	}
-	code := exitCode(err)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	o := run.Of(err)
+	if o.Err != nil {
 		fmt.Fprintf(stderr, "repolock: %v\n", err)
-		if code == exitcode.Usage {
+		if o.Kind == run.Usage {
 			fmt.Fprintln(stderr, "run 'repolock help' for usage")
 		}
 	}
-	return code
+	return o.Code
 }
 
 const topUsage = `Usage: repolock <command> [flags]
@@ -98,69 +83,6 @@ Consul is reached through the standard CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
 CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT, … environment variables.
 Run 'repolock <command> -h' for the flags of a command.
 `
-
-// exitCode maps an outcome to repolock's documented exit codes: an
-// outcome that carries its code (exitcode.Coder) gives it; the errors of
-// the importable consullock package are mapped here.
-func exitCode(err error) int {
-	var (
-		coded    exitcode.Coder
-		unreach  *consullock.UnreachableError
-		denied   *consullock.PermissionError
-		apiError api.StatusError
-	)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp), errors.Is(err, run.ErrSkipped):
-		return exitcode.OK
-	case errors.As(err, &coded):
-		return coded.ExitCode()
-	case errors.Is(err, consullock.ErrTimeout), errors.Is(err, consullock.ErrLost):
-		// ErrLost outside a LockLostError: the session ended while still
-		// waiting (an operator break), so the lock was not acquired.
-		return exitcode.Busy
-	case errors.As(err, &denied):
-		return exitcode.Denied
-	case errors.As(err, &unreach):
-		return exitcode.Unreachable
-	case errors.As(err, &apiError):
-		return exitcode.Unreachable
-	}
-	return exitcode.Unknown
-}
-
-// runOutcome is outcome, with a command that failed after a forwarded stop
-// request counted as interrupted.
-func runOutcome(err error, sum run.Summary) string {
-	o := outcome(err)
-	if o == metrics.Failure && sum.InterruptedBy != "" {
-		return metrics.Interrupted
-	}
-	return o
-}
-
-// outcome names an outcome for metrics and hooks; like exitCode, it is
-// decided here only.
-func outcome(err error) string {
-	var (
-		conf  *configError
-		usage *usageError
-		lost  *run.LockLostError
-		intr  *run.InterruptedError
-	)
-	switch {
-	case err == nil:
-		return metrics.Success
-	case errors.Is(err, run.ErrSkipped), errors.Is(err, consullock.ErrTimeout):
-		return metrics.Busy
-	case errors.As(err, &lost):
-		return metrics.Lost
-	case errors.As(err, &intr):
-		return metrics.Interrupted
-	case errors.As(err, &conf), errors.As(err, &usage):
-		return metrics.Config
-	}
-	return metrics.Failure
-}
 
 // newLogger builds the go-hclog logger every command uses (on stderr, so a
 // command's stdout stays its own).

@@ -12,10 +12,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/repolock/repolock/consullock"
-	"github.com/repolock/repolock/internal/config"
-	"github.com/repolock/repolock/internal/exitcode"
+	"github.com/repolock/repolock/internal/history"
 	"github.com/repolock/repolock/internal/plan"
+	"github.com/repolock/repolock/internal/run"
+	"github.com/repolock/repolock/plugin"
 )
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
@@ -40,79 +43,100 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	repos, err := consullock.Status(ctx, client, pfx, key)
+	repos, err := readStatus(ctx, client, pfx, key, repositoryNames(cfg))
 	if err != nil {
 		return err
 	}
 	stale := staleJobs(cfg, key, repos, time.Now())
-	names := repositoryNames(cfg)
 	if *asJSON {
-		out := statusJSON{Locks: []lockJSON{}, Stale: stale}
-		for _, r := range repos {
-			out.Locks = append(out.Locks, lockJSON{RepoStatus: r, Repositories: names[r.Key]})
-		}
+		out := statusJSON{Locks: repos, Stale: append([]string{}, stale...)}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
-		printStatus(stdout, repos, names, time.Now())
+		printStatus(stdout, repos, time.Now())
 	}
 	for _, s := range stale {
 		fmt.Fprintln(stderr, "STALE:", s)
 	}
 	if len(stale) > 0 {
-		return &staleError{n: len(stale)}
+		return &run.StaleError{N: len(stale)}
 	}
 	return nil
 }
 
 // statusJSON is what `repolock status -json` prints; README documents it
-// as a stable schema.
+// as a stable schema. Every list is [] when empty, never null.
 type statusJSON struct {
-	Locks []lockJSON `json:"locks"`
-	Stale []string   `json:"stale,omitempty"`
+	Locks []lockStatus `json:"locks"`
+	Stale []string     `json:"stale"`
 }
 
-// lockJSON is one lock key: its entries and last run (consullock's
-// RepoStatus) and the config's repositories that map to it.
-type lockJSON struct {
-	consullock.RepoStatus
-	Repositories []string `json:"repositories,omitempty"`
+// lockStatus is one lock key as status shows it: its live contenders
+// (consullock), its last finished run (history) and the config's
+// repositories on it.
+type lockStatus struct {
+	Key          string              `json:"key"`
+	Repositories []string            `json:"repositories"`
+	Entries      []consullock.Record `json:"entries"`
+	Last         *history.Run        `json:"last,omitempty"`
+}
+
+// readStatus joins the lock entries and the last records of every key
+// under prefix (only key's, when not ""), sorted by key.
+func readStatus(ctx context.Context, c *api.Client, prefix, key string, names map[string][]string) ([]lockStatus, error) {
+	locks, err := consullock.Status(ctx, c, prefix, key)
+	if err != nil {
+		return nil, err
+	}
+	lasts, err := history.Read(ctx, c, prefix, key)
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[string]*lockStatus{}
+	for _, l := range locks {
+		byKey[l.Key] = &lockStatus{Key: l.Key, Entries: l.Entries}
+	}
+	for k, last := range lasts {
+		if byKey[k] == nil {
+			byKey[k] = &lockStatus{Key: k}
+		}
+		last.NativeLocksCleared = append([]plugin.NativeLock{}, last.NativeLocksCleared...)
+		last.Notes = append([]string{}, last.Notes...)
+		byKey[k].Last = last
+	}
+	out := make([]lockStatus, 0, len(byKey))
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		r := byKey[k]
+		r.Entries = append([]consullock.Record{}, r.Entries...)
+		r.Repositories = append([]string{}, names[k]...)
+		out = append(out, *r)
+	}
+	return out, nil
 }
 
 // repositoryNames maps each lock key to the config's repositories on it.
-func repositoryNames(cfg *config.Config) map[string][]string {
+func repositoryNames(cfg *plan.Config) map[string][]string {
 	names := map[string][]string{}
 	if cfg == nil {
 		return names
 	}
-	for _, r := range cfg.Repositories {
-		if res, err := plan.Resolve(cfg, r); err == nil {
-			names[res.Key] = append(names[res.Key], r.Name)
-		}
+	for _, r := range cfg.Repos() {
+		names[r.Key] = append(names[r.Key], r.Config.Name)
 	}
 	return names
 }
 
-// staleError is a status that found jobs without a recent success (exit 1,
-// for health checks).
-type staleError struct{ n int }
-
-func (e *staleError) Error() string {
-	return fmt.Sprintf("%d job(s) without a success within their expect_every", e.n)
-}
-func (e *staleError) ExitCode() int { return exitcode.Stale }
-
 // staleJobs lists the config's jobs (of key, when not "") with an
 // expect_every whose last success (in their repository's last record) is
 // older than that, or missing.
-func staleJobs(cfg *config.Config, key string, repos []consullock.RepoStatus, now time.Time) []string {
+func staleJobs(cfg *plan.Config, key string, repos []lockStatus, now time.Time) []string {
 	if cfg == nil {
 		return nil
 	}
-	byKey := map[string]*consullock.LastRun{}
+	byKey := map[string]*history.Run{}
 	for _, r := range repos {
 		byKey[r.Key] = r.Last
 	}
@@ -121,9 +145,8 @@ func staleJobs(cfg *config.Config, key string, repos []consullock.RepoStatus, no
 		if j.ExpectEvery == 0 {
 			continue
 		}
-		r, _ := cfg.Repository(j.Repository)
-		res, err := plan.Resolve(cfg, r)
-		if err != nil {
+		res, ok := cfg.Repo(j.Repository)
+		if !ok {
 			continue
 		}
 		if key != "" && res.Key != key {
@@ -143,7 +166,7 @@ func staleJobs(cfg *config.Config, key string, repos []consullock.RepoStatus, no
 	return out
 }
 
-func printStatus(w io.Writer, repos []consullock.RepoStatus, names map[string][]string, now time.Time) {
+func printStatus(w io.Writer, repos []lockStatus, now time.Time) {
 	if len(repos) == 0 {
 		fmt.Fprintln(w, "no locks recorded")
 		return
@@ -151,7 +174,7 @@ func printStatus(w io.Writer, repos []consullock.RepoStatus, names map[string][]
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPOSITORY\tKEY\tSTATE\tMODE\tHOLDER\tSINCE\tTOKEN")
 	for _, r := range repos {
-		repo := strings.Join(names[r.Key], ",")
+		repo := strings.Join(r.Repositories, ",")
 		if repo == "" {
 			repo = "-"
 		}
@@ -167,7 +190,7 @@ func printStatus(w io.Writer, repos []consullock.RepoStatus, names map[string][]
 			if e.State == consullock.StateHolding {
 				tok = fmt.Sprint(e.Token)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", repo, r.Key, e.State, e.Mode, who(e.Holder),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", repo, r.Key, e.State, e.Mode, e.Holder,
 				now.Sub(since).Round(time.Second), tok)
 		}
 	}
@@ -180,7 +203,7 @@ func printStatus(w io.Writer, repos []consullock.RepoStatus, names map[string][]
 			}
 			fmt.Fprintf(w, "last run of %s:%s %s exit %d (%s), ended %s ago after %s, by %s, token %d\n",
 				r.Key, job, l.Mode, l.Exit, l.Class, now.Sub(l.Ended).Round(time.Second),
-				l.Ended.Sub(l.Started).Round(time.Millisecond), who(l.Holder), l.Token)
+				l.Ended.Sub(l.Started).Round(time.Millisecond), l.Holder, l.Token)
 			for _, j := range slices.Sorted(maps.Keys(l.LastSuccess)) {
 				name := j
 				if name == "" {
@@ -190,16 +213,4 @@ func printStatus(w io.Writer, repos []consullock.RepoStatus, names map[string][]
 			}
 		}
 	}
-}
-
-// who names a holder for people: user@host pid, and the Nomad allocation.
-func who(h consullock.Holder) string {
-	s := fmt.Sprintf("%s@%s pid %d", h.User, h.Host, h.PID)
-	if h.NomadAllocID != "" {
-		s += fmt.Sprintf(" (nomad %s/%s alloc %.8s)", h.NomadJobID, h.NomadTaskName, h.NomadAllocID)
-	}
-	if h.Job != "" {
-		s += " job " + h.Job
-	}
-	return s
 }

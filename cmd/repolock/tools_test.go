@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/history"
 	"github.com/repolock/repolock/internal/testcluster"
 )
 
@@ -105,13 +106,13 @@ job "slow-backup" {
 `, data, data))
 }
 
-func lastRun(t *testing.T, c *api.Client, key string) consullock.LastRun {
+func lastRun(t *testing.T, c *api.Client, key string) history.Run {
 	t.Helper()
 	p, _, err := c.KV().Get(consullock.RepoPrefix("", key)+"last", nil)
 	if err != nil || p == nil {
 		t.Fatalf("no last run for %s: %v", key, err)
 	}
-	var l consullock.LastRun
+	var l history.Run
 	must(t, json.Unmarshal(p.Value, &l))
 	return l
 }

@@ -25,13 +25,14 @@ import (
 	"github.com/repolock/repolock/internal/hooks"
 )
 
-// DefaultPrefix is the Consul KV prefix used when the consul block sets none.
-const DefaultPrefix = "repolock"
-
 // Config is a loaded, defaulted and validated configuration.
 type Config struct {
-	Consul       Consul
-	Lock         Lock          // effective top-level lock settings: defaults overlaid by the lock block
+	Consul Consul
+	// Lock is the effective top-level lock: LockSettings resolved.
+	Lock Lock
+	// LockSettings is what the top-level lock block sets, the bottom
+	// layer of every job's lock and of `repolock exec -repository`'s.
+	LockSettings LockSettings
 	Metrics      Metrics       // the top-level metrics block
 	Hooks        []hooks.Hook  // top-level hooks, run for every job
 	Repositories []*Repository // in file order
@@ -46,12 +47,13 @@ type Config struct {
 // TokenFile or CONSUL_HTTP_TOKEN(_FILE).
 type Consul struct {
 	Address    string
-	Prefix     string // KV prefix, DefaultPrefix unless set
+	Prefix     string // KV prefix, consullock.DefaultPrefix unless set
 	TokenFile  string
 	Datacenter string
-	// SessionNode is the catalog-only node sessions are bound to (default
-	// "repolock"); never an agent's node, whose deregistration on a graceful
-	// agent restart would invalidate the sessions at once.
+	// SessionNode is the catalog-only node sessions are bound to; ""
+	// leaves it to consullock (consullock.DefaultNode). Never an agent's
+	// node, whose deregistration on a graceful agent restart would
+	// invalidate the sessions at once.
 	SessionNode string
 }
 
@@ -81,7 +83,10 @@ type Job struct {
 	Mode       string // a consullock mode, or "" to let the plugin infer it
 	Dir        string
 	Env        map[string]string
-	Lock       Lock // the job's lock block over the top-level one, over the defaults
+	// Lock is the job's effective lock: LockSettings resolved.
+	Lock Lock
+	// LockSettings is the job's lock block over the top-level one.
+	LockSettings LockSettings
 	// Metrics is the job's metrics block over the top-level one.
 	Metrics Metrics
 	// Hooks are the top-level hooks and then the job's own.

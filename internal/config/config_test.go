@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/repolock/repolock/consullock"
 )
 
 // mustLoad loads a configuration that must produce no diagnostics at all.
@@ -466,5 +468,24 @@ func TestRootExampleLoads(t *testing.T) {
 	}
 	if j, _ := cfg.Job("photos-prune"); j != nil && (j.Mode != "exclusive" || !reflect.DeepEqual(j.Command, []string{"restic", "forget", "--prune", "--keep-daily", "7"})) {
 		t.Errorf("photos-prune = %+v", j)
+	}
+}
+
+// Names take the bytes of a lock key, which consullock defines: for every
+// byte, a name and a key accept it alike.
+func TestNameBytesAreKeyBytes(t *testing.T) {
+	for b := 0; b < 256; b++ {
+		s := "a" + string([]byte{byte(b)})
+		if got, want := validName(s), consullock.CheckKey(s) == nil; got != want {
+			t.Errorf("byte %q: validName %v, consullock.CheckKey accepts %v", byte(b), got, want)
+		}
+	}
+	for _, s := range []string{"", ".", ".."} {
+		if validName(s) {
+			t.Errorf("validName(%q) = true", s)
+		}
+	}
+	if long := strings.Repeat("n", consullock.MaxKeyLen+1); !validName(long) {
+		t.Errorf("a name of %d bytes is refused; only keys have a length limit", len(long))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -110,13 +109,14 @@ type jobBody struct {
 	Body        hcl.Body `hcl:",body"`
 }
 
-// nameRE is what repository and job names and lock keys may contain: they
-// end up in Consul KV paths, environment variables and command lines.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-
-// validName also rules out "." and "..", which path handling would collapse.
+// validName is what repository and job names, the session node and each
+// prefix segment may be: they end up in Consul KV paths, environment
+// variables and command lines, so they take the bytes of a lock key
+// (consullock owns that set: a name that Sanitize leaves unchanged has no
+// other byte) and cannot be "." or "..", which path handling would
+// collapse. Unlike a key, a name has no length limit.
 func validName(s string) bool {
-	return nameRE.MatchString(s) && s != "." && s != ".."
+	return s != "" && s != "." && s != ".." && consullock.KeyChars(s)
 }
 
 // decoder accumulates diagnostics and the ranges of secret values to mask.
@@ -131,7 +131,7 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 	content, diags := body.Content(rootSchema)
 	d.diags = append(d.diags, diags...)
 	cfg := &Config{
-		Consul: Consul{Prefix: DefaultPrefix},
+		Consul: Consul{Prefix: consullock.DefaultPrefix},
 		Lock:   DefaultLock(),
 	}
 	if content == nil {
@@ -142,23 +142,7 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 	if b := d.single(blocks["consul"]); b != nil {
 		d.consul(b, &cfg.Consul)
 	}
-
-	// topLock stays valid (and empty) without a lock block; a broken one
-	// makes it invalid so jobs are not checked against guessed settings.
-	var topLock lockSettings
-	topLockOK := true
-	if b := d.single(blocks["lock"]); b != nil {
-		lb, _, decodedOK := decodeBlock[lockBody](d, b.Body)
-		lb.DefRange = b.DefRange
-		var ok bool
-		topLock, ok = d.lockSettings(lb)
-		topLockOK = ok && decodedOK
-		if topLockOK {
-			cfg.Lock = topLock.resolve()
-			topLockOK = d.checkTiming(cfg.Lock, topLock, "")
-		}
-	}
-
+	topLockOK := d.topLock(d.single(blocks["lock"]), cfg)
 	if b := d.single(blocks["metrics"]); b != nil {
 		cfg.Metrics = d.metrics(b.Body, Metrics{})
 	}
@@ -173,11 +157,10 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 	declared := map[string]*hcl.Block{}
 	var repoNames []string
 	for _, b := range blocks["repository"] {
-		name := b.Labels[0]
 		if !d.label(b, "repository", declared) {
 			continue
 		}
-		repoNames = append(repoNames, name)
+		repoNames = append(repoNames, b.Labels[0])
 		if r := d.repository(b); r != nil {
 			cfg.Repositories = append(cfg.Repositories, r)
 		}
@@ -188,11 +171,30 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 		if !d.label(b, "job", jobsDeclared) {
 			continue
 		}
-		if j := d.job(b, cfg, declared, repoNames, topLock, topLockOK); j != nil {
+		if j := d.job(b, cfg, repoNames, topLockOK); j != nil {
 			cfg.Jobs = append(cfg.Jobs, j)
 		}
 	}
 	return cfg, d.secrets, d.diags
+}
+
+// topLock decodes the top-level lock block (b, nil if absent) into
+// cfg.LockSettings and cfg.Lock. It reports whether the block is valid: a
+// broken one is not laid under jobs, so that they are not checked against
+// guessed settings.
+func (d *decoder) topLock(b *hcl.Block, cfg *Config) bool {
+	if b == nil {
+		return true
+	}
+	lb, _, decodedOK := decodeBlock[lockBody](d, b.Body)
+	lb.DefRange = b.DefRange
+	top, ok := d.lockBlock(lb)
+	if !ok || !decodedOK {
+		return false
+	}
+	cfg.LockSettings = top.LockSettings
+	cfg.Lock = top.Resolve()
+	return d.checkTiming(cfg.Lock, top, "")
 }
 
 // decodeBlock decodes a block body into a T, records the diagnostics, and
@@ -319,22 +321,11 @@ func validPrefix(p string) bool {
 	return true
 }
 
-// repository decodes a repository block. It is a flat list of independent
-// attribute checks, each reporting at its own attribute; it reads best as
-// one list, so it is longer than 60 lines.
+// repository decodes a repository block: a flat list of independent
+// attribute checks, each reporting at its own attribute.
 func (d *decoder) repository(b *hcl.Block) *Repository {
 	rb, ranges, decodedOK := decodeBlock[repositoryBody](d, b.Body)
-	if rb.Password != nil {
-		d.secrets = append(d.secrets, rb.Password.Expr.Range())
-		d.diags = append(d.diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Repository password in configuration file",
-			Detail: "A repository password must not be written into the configuration: it is rendered by templates, " +
-				"printed by \"repolock validate\" and may end up in logs. Use password_file or password_command.",
-			Subject: rb.Password.NameRange.Ptr(),
-			Context: rb.Password.Range.Ptr(),
-		})
-	}
+	d.rejectPassword(rb.Password)
 	// A block that did not decode is left out rather than checked further:
 	// its fields hold zero values that would only cause follow-on errors.
 	if !decodedOK || rb.Password != nil {
@@ -389,10 +380,28 @@ func (d *decoder) repository(b *hcl.Block) *Repository {
 	return r
 }
 
-// job decodes a job block. top and topOK describe the top-level lock block,
-// whose resolved Lock (cfg.Lock) a job without a lock block of its own
-// takes as it is. Like repository, a flat list of attribute checks.
-func (d *decoder) job(b *hcl.Block, cfg *Config, repos map[string]*hcl.Block, repoNames []string, top lockSettings, topOK bool) *Job {
+// rejectPassword reports a password attribute (nil if absent) and masks
+// its value in the printed source.
+func (d *decoder) rejectPassword(pw *hcl.Attribute) {
+	if pw == nil {
+		return
+	}
+	d.secrets = append(d.secrets, pw.Expr.Range())
+	d.diags = append(d.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Repository password in configuration file",
+		Detail: "A repository password must not be written into the configuration: it is rendered by templates, " +
+			"printed by \"repolock validate\" and may end up in logs. Use password_file or password_command.",
+		Subject: pw.NameRange.Ptr(),
+		Context: pw.Range.Ptr(),
+	})
+}
+
+// job decodes a job block over the top-level settings in cfg; topOK says
+// whether the top-level lock block is valid, so that it may be laid under
+// the job's own. repoNames are the repositories declared anywhere in the
+// file, which the job may name.
+func (d *decoder) job(b *hcl.Block, cfg *Config, repoNames []string, topOK bool) *Job {
 	jb, ranges, decodedOK := decodeBlock[jobBody](d, b.Body)
 	if !decodedOK {
 		return nil
@@ -408,25 +417,11 @@ func (d *decoder) job(b *hcl.Block, cfg *Config, repos map[string]*hcl.Block, re
 		Ranges:     ranges,
 	}
 	ok := true
-	if _, exists := repos[j.Repository]; !exists {
+	if !slices.Contains(repoNames, j.Repository) {
 		ok = d.errorf(ranges, "repository", b, "Unknown repository",
 			"No repository block is named %q.%s", j.Repository, didYouMean(j.Repository, repoNames))
 	}
-	switch {
-	case len(j.Command) == 0:
-		ok = d.errorf(ranges, "command", b, "Empty command",
-			"command must name the program and its arguments, e.g. [\"restic\", \"backup\", \"/data\"].")
-	case strings.TrimSpace(j.Command[0]) == "":
-		ok = d.errorf(ranges, "command", b, "Empty command",
-			"The first element of command is the program to run and must not be empty.")
-	case slices.ContainsFunc(j.Command, func(s string) bool { return strings.ContainsRune(s, 0) }):
-		ok = d.errorf(ranges, "command", b, "Invalid command", "Command arguments must not contain NUL characters.")
-	}
-	if _, err := consullock.ParseMode(j.Mode); j.Mode != "" && err != nil {
-		modes := consullock.Modes()
-		ok = d.errorf(ranges, "mode", b, "Invalid mode",
-			"mode must be %s, or left out to infer it from the command, not %q.%s", quoteList(modes), j.Mode, didYouMean(j.Mode, modes))
-	}
+	ok = d.jobCommand(j, b) && ok
 	// The job's env is checked against its repository's tool, which owns
 	// the variables that name the repository.
 	var tool plugin.Plugin
@@ -434,7 +429,39 @@ func (d *decoder) job(b *hcl.Block, cfg *Config, repos map[string]*hcl.Block, re
 		tool, _ = plugin.Get(r.Tool)
 	}
 	ok = d.env(j.Env, ranges, b, tool) && ok
+	ok = d.jobExtras(j, jb, cfg, b) && ok
+	ok = d.jobLock(j, jb.Lock, cfg, topOK) && ok
+	if !ok {
+		return nil
+	}
+	return j
+}
 
+// jobCommand checks a job's command and mode.
+func (d *decoder) jobCommand(j *Job, b *hcl.Block) bool {
+	ok := true
+	switch {
+	case len(j.Command) == 0:
+		ok = d.errorf(j.Ranges, "command", b, "Empty command",
+			"command must name the program and its arguments, e.g. [\"restic\", \"backup\", \"/data\"].")
+	case strings.TrimSpace(j.Command[0]) == "":
+		ok = d.errorf(j.Ranges, "command", b, "Empty command",
+			"The first element of command is the program to run and must not be empty.")
+	case slices.ContainsFunc(j.Command, func(s string) bool { return strings.ContainsRune(s, 0) }):
+		ok = d.errorf(j.Ranges, "command", b, "Invalid command", "Command arguments must not contain NUL characters.")
+	}
+	if _, err := consullock.ParseMode(j.Mode); j.Mode != "" && err != nil {
+		modes := consullock.Modes()
+		ok = d.errorf(j.Ranges, "mode", b, "Invalid mode",
+			"mode must be %s, or left out to infer it from the command, not %q.%s", quoteList(modes), j.Mode, didYouMean(j.Mode, modes))
+	}
+	return ok
+}
+
+// jobExtras decodes what a job adds around its run: hooks (after the
+// top-level ones), metrics (over the top-level block) and expect_every.
+func (d *decoder) jobExtras(j *Job, jb *jobBody, cfg *Config, b *hcl.Block) bool {
+	ok := true
 	j.Hooks = slices.Clone(cfg.Hooks)
 	for _, hb := range jb.Hooks {
 		h, hookOK := d.hook(hb.Name, hb.Body, b.DefRange)
@@ -448,31 +475,33 @@ func (d *decoder) job(b *hcl.Block, cfg *Config, repos map[string]*hcl.Block, re
 	if jb.ExpectEvery != nil {
 		every, err := time.ParseDuration(*jb.ExpectEvery)
 		if err != nil || every <= 0 {
-			ok = d.errorf(ranges, "expect_every", b, "Invalid expect_every",
+			ok = d.errorf(j.Ranges, "expect_every", b, "Invalid expect_every",
 				"expect_every = %q must be a positive duration such as \"26h\" (how often the job should succeed).", *jb.ExpectEvery)
 		}
 		j.ExpectEvery = every
 	}
+	return ok
+}
 
-	j.Lock = cfg.Lock
-	if jb.Lock != nil {
-		own, lockOK := d.lockSettings(jb.Lock)
-		switch {
-		case !lockOK || !topOK:
-			ok = false
-		case !own.setsTiming():
-			// The timing is the top-level one, checked already.
-			j.Lock = own.over(top).resolve()
-		default:
-			j.Lock = own.over(top).resolve()
-			ok = d.checkTiming(j.Lock, own,
-				"Settings this lock block leaves out come from the top-level lock block or the defaults. ") && ok
-		}
+// jobLock lays the job's lock block (lb, nil if absent) over the
+// top-level settings in cfg, into j.LockSettings and j.Lock. The timing is
+// checked again only when the job's block sets some of it: otherwise it
+// is the top-level one, checked already.
+func (d *decoder) jobLock(j *Job, lb *lockBody, cfg *Config, topOK bool) bool {
+	j.LockSettings, j.Lock = cfg.LockSettings, cfg.Lock
+	if lb == nil {
+		return true
 	}
-	if !ok {
-		return nil
+	own, ok := d.lockBlock(lb)
+	if !ok || !topOK {
+		return false
 	}
-	return j
+	j.LockSettings = own.Over(cfg.LockSettings)
+	j.Lock = j.LockSettings.Resolve()
+	if !own.setsTiming() {
+		return true
+	}
+	return d.checkTiming(j.Lock, own, "Settings this lock block leaves out come from the top-level lock block or the defaults. ")
 }
 
 // env checks names and values of an env map; tool (nil if unknown) owns
@@ -506,163 +535,97 @@ func (d *decoder) env(env map[string]string, ranges map[string]hcl.Range, b *hcl
 	return ok
 }
 
-// lockSettings is what one lock block sets; nil fields are inherited from
-// the enclosing level.
-type lockSettings struct {
-	ttl, wait, killTimeout, renewInterval, margin *time.Duration
-	onBusy                                        *string
-	killSignal                                    *syscall.Signal
-
-	// timingSubject is where a violated timing relation is reported: the
-	// block's first timing attribute, or its header.
+// lockBlock is a decoded lock block: the layer it sets, and where a
+// violated timing relation is reported (its first timing attribute, or
+// its header).
+type lockBlock struct {
+	LockSettings
 	timingSubject hcl.Range
 }
 
-// lockSettings parses the values of a decoded lock block, reporting each bad
-// one at its attribute. One parse per attribute, in the order of the
-// block's documentation, which is why it is long.
-func (d *decoder) lockSettings(lb *lockBody) (lockSettings, bool) {
-	ranges := valueRanges(lb.Body, lb)
-	var s lockSettings
-	ok := true
-	dur := func(name string, v *string, check func(time.Duration) error) *time.Duration {
-		if v == nil {
-			return nil
-		}
-		r := ranges[name]
-		parsed, err := time.ParseDuration(*v)
-		if err != nil {
-			ok = false
-			d.diags = append(d.diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Invalid duration",
-				Detail: fmt.Sprintf("%s = %q: %s. Durations are strings with a unit, such as \"30s\", \"10m\" or \"1h30m\" (units ns, us, ms, s, m, h).",
-					name, *v, strings.TrimPrefix(err.Error(), "time: ")),
-				Subject: r.Ptr(),
-			})
-			return nil
-		}
-		if err := check(parsed); err != nil {
-			ok = false
-			d.diags = append(d.diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Duration out of range",
-				Detail:   err.Error() + ".",
-				Subject:  r.Ptr(),
-			})
-			return nil
-		}
-		return &parsed
+// lockBlock parses the values of a decoded lock block, reporting each bad
+// one at its attribute; ok is false if any was bad.
+func (d *decoder) lockBlock(lb *lockBody) (lockBlock, bool) {
+	a := lockAttrs{d: d, ranges: valueRanges(lb.Body, lb), ok: true}
+	s := LockSettings{
+		TTL:           a.duration("ttl", lb.TTL, timing.CheckTTL),
+		Wait:          a.duration("wait", lb.Wait, checkWait),
+		KillTimeout:   a.duration("kill_timeout", lb.KillTimeout, timing.CheckKillTimeout),
+		RenewInterval: a.duration("renew_interval", lb.RenewInterval, timing.CheckRenewInterval),
+		Margin:        a.duration("margin", lb.Margin, timing.CheckMargin),
+		OnBusy:        a.onBusy(lb.OnBusy),
+		KillSignal:    a.killSignal(lb.KillSignal),
 	}
-	s.ttl = dur("ttl", lb.TTL, timing.CheckTTL)
-	s.wait = dur("wait", lb.Wait, func(v time.Duration) error {
-		if v < 0 {
-			return fmt.Errorf("wait (%s) must not be negative", v)
-		}
-		return nil
-	})
-	s.killTimeout = dur("kill_timeout", lb.KillTimeout, timing.CheckKillTimeout)
-	s.renewInterval = dur("renew_interval", lb.RenewInterval, timing.CheckRenewInterval)
-	s.margin = dur("margin", lb.Margin, timing.CheckMargin)
-
-	if lb.OnBusy != nil {
-		if err := checkOnBusy(*lb.OnBusy); err != nil {
-			ok = false
-			d.diags = append(d.diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Invalid on_busy",
-				Detail:   err.Error() + "." + didYouMean(*lb.OnBusy, []string{OnBusyFail, OnBusySkip}),
-				Subject:  ranges["on_busy"].Ptr(),
-			})
-		} else {
-			s.onBusy = lb.OnBusy
-		}
-	}
-	if lb.KillSignal != nil {
-		sig, err := ParseSignal(*lb.KillSignal)
-		if err != nil {
-			ok = false
-			d.diags = append(d.diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Invalid kill_signal",
-				Detail:   err.Error() + ".",
-				Subject:  ranges["kill_signal"].Ptr(),
-			})
-		} else {
-			s.killSignal = &sig
-		}
-	}
-
-	s.timingSubject = lb.DefRange
+	subject := lb.DefRange
 	for _, name := range []string{"ttl", "renew_interval", "kill_timeout", "margin"} {
-		if r, set := ranges[name]; set {
-			s.timingSubject = r
+		if r, set := a.ranges[name]; set {
+			subject = r
 			break
 		}
 	}
-	return s, ok
+	return lockBlock{LockSettings: s, timingSubject: subject}, a.ok
 }
 
-// over returns s with the fields it leaves unset taken from base.
-func (s lockSettings) over(base lockSettings) lockSettings {
-	pick := func(a, b *time.Duration) *time.Duration {
-		if a != nil {
-			return a
-		}
-		return b
-	}
-	out := s
-	out.ttl = pick(s.ttl, base.ttl)
-	out.wait = pick(s.wait, base.wait)
-	out.killTimeout = pick(s.killTimeout, base.killTimeout)
-	out.renewInterval = pick(s.renewInterval, base.renewInterval)
-	out.margin = pick(s.margin, base.margin)
-	if out.onBusy == nil {
-		out.onBusy = base.onBusy
-	}
-	if out.killSignal == nil {
-		out.killSignal = base.killSignal
-	}
-	return out
+// lockAttrs parses the attributes of one lock block; a bad value is
+// reported at its range, left unset and clears ok.
+type lockAttrs struct {
+	d      *decoder
+	ranges map[string]hcl.Range
+	ok     bool
 }
 
-// resolve fills what s leaves unset from DefaultLock. RenewInterval and
-// Margin follow the resolved TTL rather than DefaultLock's TTL, so a job
-// that only shortens ttl gets a proportionally shorter renew interval.
-func (s lockSettings) resolve() Lock {
-	l := DefaultLock()
-	if s.ttl != nil {
-		l.TTL = *s.ttl
-	}
-	if s.wait != nil {
-		l.Wait = *s.wait
-	}
-	if s.killTimeout != nil {
-		l.KillTimeout = *s.killTimeout
-	}
-	l.RenewInterval = timing.DefaultRenewInterval(l.TTL)
-	if s.renewInterval != nil {
-		l.RenewInterval = *s.renewInterval
-	}
-	l.Margin = timing.DefaultMargin(l.TTL)
-	if s.margin != nil {
-		l.Margin = *s.margin
-	}
-	if s.onBusy != nil {
-		l.OnBusy = *s.onBusy
-	}
-	if s.killSignal != nil {
-		l.KillSignal = *s.killSignal
-	}
-	return l
+func (a *lockAttrs) fail(name, summary, detail string) {
+	a.ok = false
+	a.d.diags = append(a.d.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: a.ranges[name].Ptr(),
+	})
 }
 
-func (s lockSettings) setsTiming() bool {
-	return s.ttl != nil || s.renewInterval != nil || s.killTimeout != nil || s.margin != nil
+// duration parses the duration attribute name (v nil if absent) and
+// checks its range.
+func (a *lockAttrs) duration(name string, v *string, check func(time.Duration) error) *time.Duration {
+	if v == nil {
+		return nil
+	}
+	parsed, err := time.ParseDuration(*v)
+	if err != nil {
+		a.fail(name, "Invalid duration", fmt.Sprintf("%s = %q: %s. Durations are strings with a unit, such as \"30s\", \"10m\" or \"1h30m\" (units ns, us, ms, s, m, h).",
+			name, *v, strings.TrimPrefix(err.Error(), "time: ")))
+		return nil
+	}
+	if err := check(parsed); err != nil {
+		a.fail(name, "Duration out of range", err.Error()+".")
+		return nil
+	}
+	return &parsed
 }
 
-// checkTiming reports a violated timing relation at the block that set it.
-func (d *decoder) checkTiming(l Lock, s lockSettings, note string) bool {
+func (a *lockAttrs) onBusy(v *string) *string {
+	if v == nil {
+		return nil
+	}
+	if err := checkOnBusy(*v); err != nil {
+		a.fail("on_busy", "Invalid on_busy", err.Error()+"."+didYouMean(*v, []string{OnBusyFail, OnBusySkip}))
+		return nil
+	}
+	return v
+}
+
+func (a *lockAttrs) killSignal(v *string) *syscall.Signal {
+	if v == nil {
+		return nil
+	}
+	sig, err := ParseSignal(*v)
+	if err != nil {
+		a.fail("kill_signal", "Invalid kill_signal", err.Error()+".")
+		return nil
+	}
+	return &sig
+}
+
+// checkTiming reports a violated timing relation of l, the resolved lock
+// of a stack whose top is b, at the block that set it.
+func (d *decoder) checkTiming(l Lock, b lockBlock, note string) bool {
 	err := l.Model.CheckRelation()
 	if err == nil {
 		return true
@@ -671,14 +634,16 @@ func (d *decoder) checkTiming(l Lock, s lockSettings, note string) bool {
 		Severity: hcl.DiagError,
 		Summary:  "Lock timing cannot guarantee fencing",
 		Detail:   err.Error() + ". " + note + "Unless set, renew_interval is ttl/3 and margin is ttl/10.",
-		Subject:  s.timingSubject.Ptr(),
+		Subject:  b.timingSubject.Ptr(),
 	})
 	return false
 }
 
 // errorf reports a problem with an attribute's value, falling back to the
 // block header when the attribute is absent. It returns false so callers
-// can write ok = d.errorf(...).
+// can write ok = d.errorf(...). It takes where (ranges, attr, b) and what
+// (summary, a Printf format and its args) in one call, as fmt.Errorf
+// does, because every check in this file reports that way.
 func (d *decoder) errorf(ranges map[string]hcl.Range, attr string, b *hcl.Block, summary, format string, args ...any) bool {
 	subject, found := ranges[attr]
 	if !found {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/repolock/repolock/internal/supervise"
 	"github.com/repolock/repolock/internal/timing"
 )
 
@@ -33,8 +35,63 @@ type Lock struct {
 	OnBusy string
 
 	// KillSignal is sent to the command's process group when the lock can no
-	// longer be proven. Default SIGTERM.
+	// longer be proven. Default supervise.DefaultKillSignal (SIGTERM).
 	KillSignal syscall.Signal
+}
+
+// LockSettings is one layer of lock settings: what the top-level lock
+// block, a job's lock block or the flags of `repolock exec` set. A nil
+// field is left to the layers below. Layers are stacked with Over, from
+// the file up to the flags, and only the whole stack becomes a Lock
+// (Resolve): renew_interval and margin follow ttl only where no layer set
+// them, which a stack resolved layer by layer would forget.
+type LockSettings struct {
+	TTL, RenewInterval, Margin, KillTimeout *time.Duration
+	Wait                                    *time.Duration
+	OnBusy                                  *string
+	KillSignal                              *syscall.Signal
+}
+
+// Over returns s with the fields it leaves unset taken from base
+// (cmp.Or picks the first non-nil pointer).
+func (s LockSettings) Over(base LockSettings) LockSettings {
+	s.TTL = cmp.Or(s.TTL, base.TTL)
+	s.RenewInterval = cmp.Or(s.RenewInterval, base.RenewInterval)
+	s.Margin = cmp.Or(s.Margin, base.Margin)
+	s.KillTimeout = cmp.Or(s.KillTimeout, base.KillTimeout)
+	s.Wait = cmp.Or(s.Wait, base.Wait)
+	s.OnBusy = cmp.Or(s.OnBusy, base.OnBusy)
+	s.KillSignal = cmp.Or(s.KillSignal, base.KillSignal)
+	return s
+}
+
+// Resolve is the Lock of a whole stack: what it sets, DefaultLock for the
+// rest, and renew_interval and margin derived from the resolved ttl
+// (timing.DefaultRenewInterval, timing.DefaultMargin) unless set. The
+// result is not validated: see Lock.Validate.
+func (s LockSettings) Resolve() Lock {
+	l := DefaultLock()
+	set(&l.TTL, s.TTL)
+	l.RenewInterval = timing.DefaultRenewInterval(l.TTL)
+	l.Margin = timing.DefaultMargin(l.TTL)
+	set(&l.RenewInterval, s.RenewInterval)
+	set(&l.Margin, s.Margin)
+	set(&l.KillTimeout, s.KillTimeout)
+	set(&l.Wait, s.Wait)
+	set(&l.OnBusy, s.OnBusy)
+	set(&l.KillSignal, s.KillSignal)
+	return l
+}
+
+// setsTiming reports whether s sets any duration of the timing model.
+func (s LockSettings) setsTiming() bool {
+	return s.TTL != nil || s.RenewInterval != nil || s.Margin != nil || s.KillTimeout != nil
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 // Accepted values of Lock.OnBusy.
@@ -46,25 +103,27 @@ const (
 // DefaultLock returns the settings used wherever neither the top-level lock
 // block nor a job's lock block says otherwise. It satisfies Validate.
 func DefaultLock() Lock {
-	return Lock{Model: timing.Default(), Wait: time.Hour, OnBusy: OnBusyFail, KillSignal: syscall.SIGTERM}
+	return Lock{Model: timing.Default(), Wait: time.Hour, OnBusy: OnBusyFail, KillSignal: supervise.DefaultKillSignal}
 }
 
 // Validate checks every field. The CLI uses it for settings that come from
 // flags; configuration files get the same checks as diagnostics with
 // source ranges.
 func (l Lock) Validate() error {
-	var errs []error
-	if l.Wait < 0 {
-		errs = append(errs, fmt.Errorf("wait (%s) must not be negative", l.Wait))
-	}
-	if err := checkOnBusy(l.OnBusy); err != nil {
-		errs = append(errs, err)
-	}
-	if _, ok := signalName(l.KillSignal); !ok {
+	errs := []error{checkWait(l.Wait), checkOnBusy(l.OnBusy)}
+	if _, ok := SignalName(l.KillSignal); !ok {
 		errs = append(errs, fmt.Errorf("kill_signal %d is not one of %s", int(l.KillSignal), signalList()))
 	}
 	errs = append(errs, l.Model.Validate())
 	return errors.Join(errs...)
+}
+
+// checkWait is the one check of wait, for flags and files alike.
+func checkWait(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("wait (%s) must not be negative", d)
+	}
+	return nil
 }
 
 func checkOnBusy(s string) error {
@@ -100,9 +159,9 @@ func ParseSignal(name string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q: use one of %s", name, signalList())
 }
 
-// signalName returns the conventional SIG-prefixed name of a signal that
+// SignalName returns the conventional SIG-prefixed name of a signal that
 // ParseSignal accepts.
-func signalName(sig syscall.Signal) (string, bool) {
+func SignalName(sig syscall.Signal) (string, bool) {
 	for name, s := range signals {
 		if s == sig {
 			return "SIG" + name, true

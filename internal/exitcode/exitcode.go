@@ -1,6 +1,5 @@
-// Package exitcode is the one table of repolock's exit codes (DESIGN "Exit
-// codes"). Outcomes carry their code (an ExitCode method); cmd/repolock maps
-// every other error to one of these in one place.
+// Package exitcode is the one table of repolock's exit codes (README "Exit
+// codes"). run.Of is the one place an error is given one of them.
 package exitcode
 
 import "syscall"
@@ -13,6 +12,7 @@ const (
 	Usage         = 64 // bad command-line usage
 	Unreachable   = 69 // Consul unreachable
 	Unknown       = 70 // the guard died before proving the command's group gone
+	Internal      = 71 // an error no rule classifies; the message says what failed
 	Busy          = 75 // lock not acquired within wait
 	LockLost      = 76 // lock lost while the command ran; the command was stopped
 	Denied        = 77 // Consul ACL denied
@@ -23,6 +23,3 @@ const (
 
 // Signal is the shell's code for a process killed by sig: 128+N.
 func Signal(sig syscall.Signal) int { return 128 + int(sig) }
-
-// Coder is an outcome that knows its exit code.
-type Coder interface{ ExitCode() int }

@@ -4,56 +4,28 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
 	"github.com/repolock/repolock/internal/run"
-	"github.com/repolock/repolock/internal/timing"
 	"github.com/repolock/repolock/plugin"
 )
-
-// Overrides are lock settings given as flags; nil fields were not given.
-type Overrides struct {
-	Wait, TTL, KillTimeout, RenewInterval, Margin *time.Duration
-	KillSignal                                    *syscall.Signal
-}
-
-// Apply lays the overrides over lk and validates the result.
-// RenewInterval and Margin follow a changed TTL unless given too.
-func (o Overrides) Apply(lk config.Lock) (config.Lock, error) {
-	set := func(dst *time.Duration, v *time.Duration) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	if o.TTL != nil {
-		lk.Lease = timing.LeaseFor(*o.TTL)
-	}
-	set(&lk.Wait, o.Wait)
-	set(&lk.KillTimeout, o.KillTimeout)
-	set(&lk.RenewInterval, o.RenewInterval)
-	set(&lk.Margin, o.Margin)
-	if o.KillSignal != nil {
-		lk.KillSignal = *o.KillSignal
-	}
-	return lk, lk.Validate()
-}
 
 // Exec is `repolock exec`: a command under a plain key, or under a
 // configured repository's lock.
 type Exec struct {
-	Key        string         // -key, or
-	Repository string         // -repository, from Config
-	Config     *config.Config // the loaded config; may be nil with Key
+	Key        string  // -key, or
+	Repository string  // -repository, from Config
+	Config     *Config // the loaded config; may be nil with Key
 	Args       []string
 	Mode       string // -mode, "" to infer (with Repository) or exclusive (with Key)
 	// Prefix and SessionNode from flags; "" takes the config's, then the default.
 	Prefix, SessionNode string
-	Overrides           Overrides
+	// Lock is the lock settings given as flags: the top layer, over the
+	// config's top-level lock block (with Repository) and the defaults.
+	Lock config.LockSettings
 }
 
 // Plan turns e into a run.Spec. Its errors are usage errors: the command
@@ -74,25 +46,21 @@ func (e Exec) Plan() (run.Spec, error) {
 	}
 	cfg := e.Config
 	if cfg == nil {
-		cfg = &config.Config{Lock: config.DefaultLock()}
+		cfg = &Config{Config: &config.Config{}}
 	}
-	lk, err := e.Overrides.Apply(cfg.Lock)
-	if err != nil {
+	lk := e.Lock.Over(cfg.LockSettings).Resolve()
+	if err := lk.Validate(); err != nil {
 		return run.Spec{}, err
 	}
 	prefix, node := first(e.Prefix, cfg.Consul.Prefix), first(e.SessionNode, cfg.Consul.SessionNode)
 	if e.Key != "" {
 		return e.keySpec(prefix, node, lk)
 	}
-	r, ok := cfg.Repository(e.Repository)
-	if !ok {
-		return run.Spec{}, fmt.Errorf("-repository: no repository %q in %s", e.Repository, cfg.Filename)
-	}
-	repo, err := Resolve(cfg, r)
+	repo, err := cfg.repo(e.Repository)
 	if err != nil {
-		return run.Spec{}, err
+		return run.Spec{}, fmt.Errorf("-repository: %w", err)
 	}
-	cmd, diags := command(cfg, repo, e.Args, e.Mode, "")
+	cmd, diags := cfg.command(repo, e.Args, e.Mode, "")
 	if diags.HasErrors() {
 		var d *hcl.Diagnostic
 		for _, d = range diags {
@@ -106,8 +74,20 @@ func (e Exec) Plan() (run.Spec, error) {
 		return run.Spec{}, fmt.Errorf("%s: %s", d.Summary, d.Detail)
 	}
 	spec := cmd.spec(prefix, node, lk)
-	spec.Env = Environment(os.Environ(), repo.Plugin, r.Env, nil, cmd.toolEnv)
+	spec.Env = Environment(os.Environ(), repo.Plugin, repo.Config.Env, nil, cmd.toolEnv)
 	return spec, nil
+}
+
+// repo is the resolved repository -repository names, or why there is none.
+func (c *Config) repo(name string) (Repo, error) {
+	if _, declared := c.Repository(name); !declared {
+		return Repo{}, fmt.Errorf("no repository %q in %s", name, c.Filename)
+	}
+	if r, ok := c.Repo(name); ok {
+		return r, nil
+	}
+	// New reported why; a caller that loads with plan.Load never gets here.
+	return Repo{}, fmt.Errorf("repository %q in %s has no lock key (repolock validate says why)", name, c.Filename)
 }
 
 // keySpec is a command under a plain key: nothing is known of the tool.

@@ -4,11 +4,14 @@
 // only what it locks. `repolock run`, `repolock exec` and `repolock
 // validate` all go through it, so each of these decisions has one place:
 //
+//   - a repository's plugin, identity and lock key: resolve, once per
+//     load (Config);
 //   - the environment order: Environment;
 //   - the repository a command may name: targets;
 //   - the lock order of a command that uses two repositories: Spec.Targets
-//     sorted by key;
-//   - the timing model of flags laid over a config: Overrides.Apply.
+//     sorted by key.
+//
+// The lock settings of flags laid over a config are config.LockSettings.
 package plan
 
 import (
@@ -41,10 +44,89 @@ type Repo struct {
 	Key      string
 }
 
-// Resolve turns a configured repository into a Repo. A relative local
-// location is relative to the config file's directory, never to the
-// working directory, so a config gives the same keys from anywhere.
-func Resolve(cfg *config.Config, r *config.Repository) (Repo, error) {
+// Config is a loaded configuration planned once: each repository
+// resolved to its plugin, identity and lock key, each job to its
+// run.Spec. `run`, `exec`, `validate`, `status` and `break` all read it,
+// so a key is derived in one place (resolve) and once per load.
+type Config struct {
+	*config.Config
+	repos []Repo              // the repositories that resolved, in file order
+	specs map[string]run.Spec // the jobs that planned, by name
+}
+
+// Load reads a configuration (config.Load) and plans it (New). The
+// diagnostics are both steps'; the Config is nil when they hold errors.
+func Load(path string) (*Config, *config.Files, hcl.Diagnostics) {
+	cfg, files, diags := config.Load(path)
+	if diags.HasErrors() {
+		return nil, files, diags
+	}
+	c, more := New(cfg)
+	if diags = append(diags, more...); diags.HasErrors() {
+		return nil, files, diags
+	}
+	return c, files, diags
+}
+
+// New plans every repository and job of cfg, as `repolock validate` and
+// `repolock run` do, and returns every problem found: diagnostics at the
+// attribute that causes each (exit 78), and warnings that say what could
+// not be checked. What does not plan is left out of the Config.
+func New(cfg *config.Config) (*Config, hcl.Diagnostics) {
+	c := &Config{Config: cfg, specs: map[string]run.Spec{}}
+	var diags hcl.Diagnostics
+	for _, r := range cfg.Repositories {
+		repo, err := resolve(cfg, r)
+		if err != nil {
+			attr := "location"
+			if r.LockKey != "" {
+				attr = "lock_key"
+			}
+			diags = append(diags, attrDiag(r.Ranges, r.DeclRange, attr, "Cannot derive the lock key", err.Error()))
+			continue
+		}
+		c.repos = append(c.repos, repo)
+	}
+	for _, j := range cfg.Jobs {
+		repo, ok := c.Repo(j.Repository)
+		if !ok {
+			continue // reported with the repository
+		}
+		spec, d := c.job(j, repo)
+		diags = append(diags, d...)
+		if !d.HasErrors() {
+			c.specs[j.Name] = spec
+		}
+	}
+	return c, diags
+}
+
+// Repo is the resolved repository of that name; false when the config has
+// none, or when New reported that it does not resolve.
+func (c *Config) Repo(name string) (Repo, bool) {
+	for _, r := range c.repos {
+		if r.Config.Name == name {
+			return r, true
+		}
+	}
+	return Repo{}, false
+}
+
+// Repos are the resolved repositories, in file order.
+func (c *Config) Repos() []Repo { return slices.Clone(c.repos) }
+
+// JobSpec is the planned run of the job of that name; false when the
+// config has none, or when New reported that it does not plan.
+func (c *Config) JobSpec(name string) (run.Spec, bool) {
+	spec, ok := c.specs[name]
+	return spec, ok
+}
+
+// resolve turns a configured repository into a Repo, deriving its
+// identity once and its key from that identity. A relative local location
+// is relative to the config file's directory, never to the working
+// directory, so a config gives the same keys from anywhere.
+func resolve(cfg *config.Config, r *config.Repository) (Repo, error) {
 	p, err := plugin.Get(r.Tool)
 	if err != nil {
 		return Repo{}, err
@@ -55,11 +137,13 @@ func Resolve(cfg *config.Config, r *config.Repository) (Repo, error) {
 		SharedLocal: r.SharedLocal, Host: Host(), BaseDir: configDir(cfg),
 	}
 	res := Repo{Config: r, Plugin: p, Repo: pr}
+	// With lock_key set, a location the plugin cannot read is no error:
+	// the key does not depend on it (Identity stays "").
 	res.Identity, err = plugin.IdentityOf(p, pr)
 	if err != nil && r.LockKey == "" {
 		return Repo{}, err
 	}
-	if res.Key, err = plugin.LockKey(pr); err != nil {
+	if res.Key, err = plugin.KeyOf(pr, res.Identity); err != nil {
 		return Repo{}, err
 	}
 	return res, nil
@@ -76,15 +160,11 @@ func configDir(cfg *config.Config) string {
 	return filepath.Dir(abs)
 }
 
-// Job plans a configured job. Problems are diagnostics at the attribute
-// that causes them (exit 78); warnings say what could not be checked.
-func Job(cfg *config.Config, job *config.Job) (run.Spec, hcl.Diagnostics) {
-	r, _ := cfg.Repository(job.Repository) // references are validated by config
-	repo, err := Resolve(cfg, r)
-	if err != nil {
-		return run.Spec{}, hcl.Diagnostics{attrDiag(r.Ranges, r.DeclRange, "location", "Cannot derive the lock key", err.Error())}
-	}
-	cmd, diags := command(cfg, repo, job.Command, job.Mode, job.Dir)
+// job plans a configured job under its resolved repository. Problems are
+// diagnostics at the attribute that causes them; warnings say what could
+// not be checked.
+func (c *Config) job(job *config.Job, repo Repo) (run.Spec, hcl.Diagnostics) {
+	cmd, diags := c.command(repo, job.Command, job.Mode, job.Dir)
 	for _, d := range diags {
 		d.Subject = subject(job.Ranges, job.DeclRange, "command")
 		if d.Summary == summaryMode && job.Ranges["mode"] != (hcl.Range{}) {
@@ -94,35 +174,11 @@ func Job(cfg *config.Config, job *config.Job) (run.Spec, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return run.Spec{}, diags
 	}
-	spec := cmd.spec(cfg.Consul.Prefix, cfg.Consul.SessionNode, job.Lock)
+	spec := cmd.spec(c.Consul.Prefix, c.Consul.SessionNode, job.Lock)
 	spec.Job = job.Name
-	spec.Env = Environment(os.Environ(), repo.Plugin, r.Env, job.Env, cmd.toolEnv)
+	spec.Env = Environment(os.Environ(), repo.Plugin, repo.Config.Env, job.Env, cmd.toolEnv)
 	spec.Dir = job.Dir
 	return spec, diags
-}
-
-// Check plans every repository and job of cfg, as `repolock validate` and
-// `repolock run` do, and returns every problem found.
-func Check(cfg *config.Config) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	for _, r := range cfg.Repositories {
-		if _, err := Resolve(cfg, r); err != nil {
-			attr := "location"
-			if r.LockKey != "" {
-				attr = "lock_key"
-			}
-			diags = append(diags, attrDiag(r.Ranges, r.DeclRange, attr, "Cannot derive the lock key", err.Error()))
-		}
-	}
-	for _, j := range cfg.Jobs {
-		r, _ := cfg.Repository(j.Repository)
-		if _, err := Resolve(cfg, r); err != nil {
-			continue // reported with the repository
-		}
-		_, d := Job(cfg, j)
-		diags = append(diags, d...)
-	}
-	return diags
 }
 
 const summaryMode = "Lock mode cannot be inferred"
@@ -139,17 +195,17 @@ type planned struct {
 
 // command checks a command against the repository it runs under and
 // infers its mode; the diagnostics have no subject yet.
-func command(cfg *config.Config, repo Repo, args []string, explicitMode, dir string) (planned, hcl.Diagnostics) {
-	c := planned{args: args, primary: repo}
+func (c *Config) command(repo Repo, args []string, explicitMode, dir string) (planned, hcl.Diagnostics) {
+	p := planned{args: args, primary: repo}
 	var diags hcl.Diagnostics
 	if explicitMode != "" {
-		c.mode = consullock.Mode(explicitMode)
+		p.mode = consullock.Mode(explicitMode)
 	} else if m, err := repo.Plugin.Mode(args); err == nil {
-		c.mode = m
+		p.mode = m
 	} else {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summaryMode, Detail: err.Error() + "."})
 	}
-	from, err := targets(cfg, repo, args, dir)
+	from, err := c.targets(repo, args, dir)
 	switch {
 	case errors.Is(err, plugin.ErrOpaque):
 		if repo.Plugin.Name() != "exec" {
@@ -160,18 +216,18 @@ func command(cfg *config.Config, repo Repo, args []string, explicitMode, dir str
 	case err != nil:
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Command names another repository", Detail: err.Error()})
 	}
-	c.from = from
-	c.toolEnv = repo.Plugin.Env(repo.Repo)
+	p.from = from
+	p.toolEnv = repo.Plugin.Env(repo.Repo)
 	for _, f := range from {
-		c.toolEnv = append(c.toolEnv, f.Plugin.(plugin.Copier).FromEnv(f.Repo)...)
+		p.toolEnv = append(p.toolEnv, f.Plugin.(plugin.Copier).FromEnv(f.Repo)...)
 	}
-	return c, diags
+	return p, diags
 }
 
 // targets checks every repository the command names: the locked one in
 // any spelling, or a configured second repository it reads from, which it
 // returns.
-func targets(cfg *config.Config, repo Repo, args []string, dir string) ([]Repo, error) {
+func (c *Config) targets(repo Repo, args []string, dir string) ([]Repo, error) {
 	named, err := repo.Plugin.Targets(args)
 	if err != nil {
 		return nil, err
@@ -191,7 +247,7 @@ func targets(cfg *config.Config, repo Repo, args []string, dir string) ([]Repo, 
 			return nil, fmt.Errorf("%s: %v", plugin.Redact(t.Arg), err)
 		}
 		if t.From {
-			src, ok := configuredByIdentity(cfg, repo.Plugin.Name(), id)
+			src, ok := c.byIdentity(repo.Plugin.Name(), id)
 			if !ok {
 				return nil, fmt.Errorf("%s names a repository that no repository block declares: declare it so that repolock locks it too (shared), in one order with %q", plugin.Redact(t.Arg), repo.Config.Name)
 			}
@@ -211,16 +267,11 @@ func targets(cfg *config.Config, repo Repo, args []string, dir string) ([]Repo, 
 	return from, nil
 }
 
-// configuredByIdentity finds the configured repository of tool whose
-// identity is id.
-func configuredByIdentity(cfg *config.Config, tool, id string) (Repo, bool) {
-	for _, r := range cfg.Repositories {
-		if r.Tool != tool {
-			continue
-		}
-		res, err := Resolve(cfg, r)
-		if err == nil && res.Identity == id {
-			return res, true
+// byIdentity finds the configured repository of tool whose identity is id.
+func (c *Config) byIdentity(tool, id string) (Repo, bool) {
+	for _, r := range c.repos {
+		if r.Config.Tool == tool && r.Identity == id {
+			return r, true
 		}
 	}
 	return Repo{}, false

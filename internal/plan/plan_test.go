@@ -10,19 +10,15 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/repolock/repolock/consullock"
-	"github.com/repolock/repolock/internal/config"
 	"github.com/repolock/repolock/internal/run"
 	"github.com/repolock/repolock/plugin"
 )
 
 // load reads a config and plans all of it, as `repolock validate` does.
-func load(t *testing.T, path string) (*config.Config, hcl.Diagnostics) {
+func load(t *testing.T, path string) (*Config, hcl.Diagnostics) {
 	t.Helper()
-	cfg, _, diags := config.Load(path)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	return cfg, append(diags, Check(cfg)...)
+	cfg, _, diags := Load(path)
+	return cfg, diags
 }
 
 // marked returns the line and column where the value of the attribute
@@ -92,9 +88,9 @@ func TestKeysIndependentOfWorkingDirectory(t *testing.T) {
 		if diags.HasErrors() {
 			t.Fatal(diags)
 		}
-		r, err := Resolve(cfg, cfg.Repositories[0])
-		if err != nil {
-			t.Fatal(err)
+		r, ok := cfg.Repo(cfg.Repositories[0].Name)
+		if !ok {
+			t.Fatalf("repository %q not resolved", cfg.Repositories[0].Name)
 		}
 		return r.Key
 	}
@@ -115,9 +111,9 @@ func TestCopyLocksBoth(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	spec, diags := Job(cfg, cfg.Jobs[0])
-	if diags.HasErrors() || len(spec.Targets) != 2 {
-		t.Fatalf("targets %+v, %v; want two", spec.Targets, diags)
+	spec, ok := cfg.JobSpec(cfg.Jobs[0].Name)
+	if !ok || len(spec.Targets) != 2 {
+		t.Fatalf("targets %+v (planned: %v); want two", spec.Targets, ok)
 	}
 	if !slices.IsSortedFunc(spec.Targets, func(a, b run.Target) int { return strings.Compare(a.Key, b.Key) }) {
 		t.Errorf("targets not in key order: %+v", spec.Targets)
@@ -196,7 +192,7 @@ func TestRelativeLocationReachesToolAbsolute(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	spec, _ := Job(cfg, cfg.Jobs[0])
+	spec, _ := cfg.JobSpec(cfg.Jobs[0].Name)
 	want := "RESTIC_REPOSITORY=" + filepath.Join(filepath.Dir(path), "repos/main")
 	if !slices.Contains(spec.Env, want) {
 		t.Fatalf("env %q lacks %q", spec.Env, want)

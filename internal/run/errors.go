@@ -5,8 +5,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/repolock/repolock/internal/exitcode"
 )
 
 // ChildExitError is a command that ran to its end with a non-zero status;
@@ -28,9 +26,6 @@ func (e *ChildExitError) Error() string {
 	return msg
 }
 
-// ExitCode is the command's own code.
-func (e *ChildExitError) ExitCode() int { return e.Code }
-
 // LockLostError means the lock was lost while the command ran; the command
 // was stopped and the session destroyed.
 type LockLostError struct {
@@ -41,9 +36,6 @@ func (e *LockLostError) Error() string {
 	return fmt.Sprintf("lock lost while the command ran; command stopped: %v", e.Cause)
 }
 func (e *LockLostError) Unwrap() error { return e.Cause }
-
-// ExitCode is exitcode.LockLost.
-func (e *LockLostError) ExitCode() int { return exitcode.LockLost }
 
 // InterruptedError means a signal ended the wait for the lock, or the
 // command exited 0 after repolock forwarded a terminating signal to it: the
@@ -57,16 +49,10 @@ func (e *InterruptedError) Error() string {
 	return fmt.Sprintf("interrupted by %s %s", signalName(e.Signal), e.During)
 }
 
-// ExitCode is the shell convention for a death by signal: never 0.
-func (e *InterruptedError) ExitCode() int { return exitcode.Signal(e.Signal) }
-
 // UnknownStateError means the guard process died without reporting: the
 // command's state is not known, so the run is not reported as the command's
 // status and the session is invalidated.
 type UnknownStateError struct{ Err error }
-
-// ExitCode is exitcode.Unknown.
-func (e *UnknownStateError) ExitCode() int { return exitcode.Unknown }
 
 func (e *UnknownStateError) Error() string {
 	return fmt.Sprintf("command state unknown (guard process failed): %v", e.Err)
@@ -78,4 +64,23 @@ func signalName(s syscall.Signal) string {
 		return n
 	}
 	return fmt.Sprintf("signal %d", int(s))
+}
+
+// UsageError is bad command-line usage; Msg says what and how to fix it.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// ConfigError is a configuration that cannot be used: its diagnostics
+// were printed, Msg sums them up.
+type ConfigError struct{ Msg string }
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// StaleError is a status that found N jobs without a success within their
+// expect_every (for health checks).
+type StaleError struct{ N int }
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("%d job(s) without a success within their expect_every", e.N)
 }

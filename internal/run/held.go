@@ -10,6 +10,7 @@ import (
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/clock"
+	"github.com/repolock/repolock/internal/latest"
 )
 
 // held is the set of locks one command runs under (usually one; two for a
@@ -20,14 +21,14 @@ type held struct {
 	targets []Target
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	leases  chan clock.Boottime
+	leases  *latest.Chan[clock.Boottime]
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	timeout time.Duration // bounds each release
 }
 
 func newHeld(targets []Target, locks []*consullock.Lock, timeout time.Duration) *held {
-	h := &held{locks: locks, targets: targets, leases: make(chan clock.Boottime, 1), stop: make(chan struct{}), timeout: timeout}
+	h := &held{locks: locks, targets: targets, leases: latest.New[clock.Boottime](), stop: make(chan struct{}), timeout: timeout}
 	h.ctx, h.cancel = context.WithCancelCause(context.Background())
 	for _, l := range locks {
 		h.wg.Add(1)
@@ -44,17 +45,9 @@ func (h *held) follow(l *consullock.Lock) {
 		case <-h.stop:
 			return
 		case <-l.Leases():
-			// Only the latest matters; never block, or a follower could
+			// Only the newest matters; never block, or a follower could
 			// hang once nobody reads (after the command, during release).
-			latest := h.LastSent()
-			select {
-			case <-h.leases:
-			default:
-			}
-			select {
-			case h.leases <- latest:
-			default:
-			}
+			h.leases.Set(h.LastSent())
 		case <-l.Context().Done():
 			if cause := context.Cause(l.Context()); errors.Is(cause, consullock.ErrLost) {
 				h.cancel(cause)
@@ -70,7 +63,7 @@ func (h *held) LastSent() clock.Boottime {
 	for _, l := range h.locks[1:] {
 		oldest = min(oldest, l.LastSent())
 	}
-	return oldest
+	return clock.Boottime(oldest) // consullock reads the same CLOCK_BOOTTIME
 }
 
 // Context is cancelled, with the loss as its cause, when any lock is lost.
@@ -88,7 +81,7 @@ func (h *held) lost() error {
 }
 
 // Leases delivers LastSent after each confirmed renewal of any lock.
-func (h *held) Leases() <-chan clock.Boottime { return h.leases }
+func (h *held) Leases() <-chan clock.Boottime { return h.leases.C() }
 
 // primary is the lock of the job's own repository.
 func (h *held) primary() (*consullock.Lock, Target) {
@@ -172,11 +165,11 @@ func releaseTimeout(spec Spec) time.Duration { return max(spec.Timing.RenewInter
 func (r *Runner) lockConfig(spec Spec, t Target, wait time.Duration) consullock.Config {
 	return consullock.Config{
 		Client: r.Client, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode,
-		Lease: spec.Timing.Lease, Wait: wait, Holder: spec.Holder, Logger: r.Log,
+		Lease: consullock.Lease(spec.Timing.Lease), Wait: wait, Holder: spec.Holder, Logger: r.Log,
 		OnBusy: func(ahead []consullock.Record) {
 			h := ahead[0]
 			r.Log.Info("lock busy; waiting", "key", t.Key, "wait", spec.Wait, "holder",
-				fmt.Sprintf("%s@%s pid %d", h.Holder.User, h.Holder.Host, h.Holder.PID), "holder_mode", h.Mode, "ahead", len(ahead))
+				h.Holder.String(), "holder_mode", h.Mode, "ahead", len(ahead))
 		},
 	}
 }

@@ -15,20 +15,23 @@ import (
 	"github.com/repolock/repolock/internal/timing"
 )
 
-// outcome is how one supervised command ended.
-type outcome struct {
+// loopEnd is how one supervised command ended.
+type loopEnd struct {
 	res       supervise.Result
 	lost      error          // the lock was lost, or could not be proven, while it ran
 	forwarded syscall.Signal // the last terminating signal forwarded to it
 }
 
-// supervise runs one command under the held locks and returns when the
-// command and every process of its group are gone. It never starts the
+// superviseCommand runs one command under the held locks and returns when
+// the command and every process of its group are gone. It never starts the
 // command under a lock that is already lost or past its kill deadline.
-// This is the one select loop where a lost lock stops the command.
-func (r *Runner) supervise(h *held, start func(supervise.Spec) (*supervise.Process, error),
-	ps supervise.Spec, tm timing.Model, log hclog.Logger, started func(*supervise.Process)) (outcome, error) {
-	var out outcome
+// This is the one select loop where a lost lock stops the command. The
+// main command and the tool's own commands (aux) differ in how they start
+// (start: the guard spawned ahead, or a new one), what runs (ps) and
+// whether a test watches (started), hence six parameters.
+func (r *Runner) superviseCommand(h *held, start func(supervise.Spec) (*supervise.Process, error),
+	ps supervise.Spec, tm timing.Model, log hclog.Logger, started func(*supervise.Process)) (loopEnd, error) {
+	var out loopEnd
 	soft, hard := tm.Deadlines(h.LastSent())
 	switch {
 	case h.lost() != nil:
@@ -92,7 +95,7 @@ type watch struct {
 	tm      timing.Model
 	soft    clock.Boottime
 	log     hclog.Logger
-	out     *outcome
+	out     *loopEnd
 	stopped bool
 }
 

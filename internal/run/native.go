@@ -62,7 +62,7 @@ func busyHint(spec Spec, busy bool) string {
 // writer that goes through repolock), clear native locks per policy, and
 // release. retry is false when the tool's listing shows nothing was
 // removed: running the command again could only fail the same way.
-func (r *Runner) heal(ctx context.Context, spec Spec) (cleared []consullock.NativeLock, retry bool, err error) {
+func (r *Runner) heal(ctx context.Context, spec Spec) (cleared []plugin.NativeLock, retry bool, err error) {
 	var targets []Target
 	for _, t := range spec.Targets {
 		if t.Native != nil && t.Native.Clear != nil {
@@ -92,9 +92,9 @@ func (r *Runner) heal(ctx context.Context, spec Spec) (cleared []consullock.Nati
 	return res.cleared, true, nil
 }
 
-// cleared is what clearing native locks did.
-type cleared struct {
-	cleared  []consullock.NativeLock
+// clearing is what clearing native locks did.
+type clearing struct {
+	cleared  []plugin.NativeLock
 	unlisted bool           // a tool without a lister ran its unlock: what it removed is unknown
 	lost     error          // the lock was lost meanwhile: nothing more runs
 	stopped  syscall.Signal // a terminating signal arrived: nothing more runs
@@ -102,8 +102,8 @@ type cleared struct {
 
 // clearAll runs, for each target, the native-lock command pick returns
 // (nil: none) under the held locks.
-func (r *Runner) clearAll(h *held, spec Spec, log hclog.Logger, pick func(Target) []string) cleared {
-	var res cleared
+func (r *Runner) clearAll(h *held, spec Spec, log hclog.Logger, pick func(Target) []string) clearing {
+	var res clearing
 	for _, t := range h.targets {
 		if t.Native == nil {
 			continue
@@ -129,19 +129,19 @@ func (r *Runner) clearAll(h *held, spec Spec, log hclog.Logger, pick func(Target
 
 // clearNative runs argv on t's repository, between two listings of the
 // tool's locks when it can list them, and reports what disappeared.
-func (r *Runner) clearNative(h *held, spec Spec, t Target, argv []string, log hclog.Logger) ([]consullock.NativeLock, bool, outcome) {
+func (r *Runner) clearNative(h *held, spec Spec, t Target, argv []string, log hclog.Logger) ([]plugin.NativeLock, bool, loopEnd) {
 	n := t.Native
-	var before []consullock.NativeLock
+	var before []plugin.NativeLock
 	listed := n.Lister != nil
 	if listed {
-		var out outcome
+		var out loopEnd
 		if before, out = r.listNative(h, spec, n, log); out.lost != nil || out.forwarded != 0 {
 			return nil, true, out
 		}
 		// A listing that failed says nothing: clear anyway, unlisted.
 		listed = out.res.ExitCode == 0 && !out.res.Unknown
 		if listed && len(before) == 0 {
-			return nil, true, outcome{} // nothing to clear: the tool is not run
+			return nil, true, loopEnd{} // nothing to clear: the tool is not run
 		}
 	}
 	log.Info("clearing native locks under the cluster lock", "repository", t.Repository, "policy", n.Policy, "command", argv)
@@ -150,9 +150,9 @@ func (r *Runner) clearNative(h *held, spec Spec, t Target, argv []string, log hc
 		return nil, listed, out
 	}
 	after, out := r.listNative(h, spec, n, log)
-	var removed []consullock.NativeLock
+	var removed []plugin.NativeLock
 	for _, l := range before {
-		if !slices.ContainsFunc(after, func(a consullock.NativeLock) bool { return a.ID == l.ID }) {
+		if !slices.ContainsFunc(after, func(a plugin.NativeLock) bool { return a.ID == l.ID }) {
 			removed = append(removed, l)
 			log.Warn("removed native lock", "repository", t.Repository, "tool", n.Tool, "lock", l.String())
 		}
@@ -165,12 +165,12 @@ func (r *Runner) clearNative(h *held, spec Spec, t Target, argv []string, log hc
 
 // listNative reads the tool's locks with its own commands.
 // The outcome is the listing's: a failed listing has a non-zero exit.
-func (r *Runner) listNative(h *held, spec Spec, n *Native, log hclog.Logger) ([]consullock.NativeLock, outcome) {
+func (r *Runner) listNative(h *held, spec Spec, n *Native, log hclog.Logger) ([]plugin.NativeLock, loopEnd) {
 	ids, out := r.aux(h, spec, n, n.Lister.ListLocks(), true, log)
 	if out.res.ExitCode != 0 || out.lost != nil || out.forwarded != 0 {
 		return nil, out
 	}
-	var locks []consullock.NativeLock
+	var locks []plugin.NativeLock
 	for _, id := range strings.Fields(string(ids)) {
 		show, sout := r.aux(h, spec, n, n.Lister.ShowLock(id), true, log)
 		if sout.lost != nil || sout.forwarded != 0 {
@@ -178,7 +178,7 @@ func (r *Runner) listNative(h *held, spec Spec, n *Native, log hclog.Logger) ([]
 		}
 		l, err := n.Lister.ParseLock(id, show)
 		if err != nil {
-			l = consullock.NativeLock{ID: id} // gone meanwhile, or unreadable: still listed
+			l = plugin.NativeLock{ID: id} // gone meanwhile, or unreadable: still listed
 		}
 		locks = append(locks, l)
 	}
@@ -188,8 +188,10 @@ func (r *Runner) listNative(h *held, spec Spec, n *Native, log hclog.Logger) ([]
 // aux runs one of the tool's own commands under the held locks, supervised
 // like the main command (deadlines, forwarded signals, no orphans), and
 // returns its standard output when capture is set. A failure is logged:
-// the main command reports the tool's own error if it matters.
-func (r *Runner) aux(h *held, spec Spec, n *Native, argv []string, capture bool, log hclog.Logger) ([]byte, outcome) {
+// the main command reports the tool's own error if it matters. Six
+// parameters: the run (h, spec), the tool's command (n, argv), and what to
+// do with its output and errors (capture, log).
+func (r *Runner) aux(h *held, spec Spec, n *Native, argv []string, capture bool, log hclog.Logger) ([]byte, loopEnd) {
 	// The job's own build of the tool runs the tool's commands; a lister
 	// that reads the repository with sh (borg) is left as it is.
 	if n.Program != "" && argv[0] == n.Tool {
@@ -198,7 +200,7 @@ func (r *Runner) aux(h *held, spec Spec, n *Native, argv []string, capture bool,
 	path, err := supervise.Resolve(argv[0])
 	if err != nil {
 		log.Warn("native lock command not run", "command", argv, "error", err)
-		return nil, outcome{res: supervise.Result{ExitCode: exitcode.NotFound}}
+		return nil, loopEnd{res: supervise.Result{ExitCode: exitcode.NotFound}}
 	}
 	ps := supervise.Spec{Path: path, Args: argv, Env: n.Env, Dir: spec.Dir,
 		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout}
@@ -206,13 +208,13 @@ func (r *Runner) aux(h *held, spec Spec, n *Native, argv []string, capture bool,
 	if capture {
 		if f, err = os.CreateTemp("", "repolock-native-"); err != nil {
 			log.Warn("native lock command not run", "command", argv, "error", err)
-			return nil, outcome{}
+			return nil, loopEnd{}
 		}
 		defer os.Remove(f.Name())
 		defer f.Close()
 		ps.Stdout = f
 	}
-	out, err := r.supervise(h, supervise.Start, ps, spec.Timing, log, nil)
+	out, err := r.superviseCommand(h, supervise.Start, ps, spec.Timing, log, nil)
 	switch {
 	case err != nil:
 		log.Warn("native lock command failed to start", "command", argv, "error", err)

@@ -17,9 +17,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/repolock/repolock/consullock"
-	"github.com/repolock/repolock/internal/exitcode"
+	"github.com/repolock/repolock/internal/history"
 	"github.com/repolock/repolock/internal/supervise"
 	"github.com/repolock/repolock/internal/timing"
+	"github.com/repolock/repolock/plugin"
 )
 
 // Spec is one run, as package plan builds it: what to lock, how, and what
@@ -82,8 +83,9 @@ type Summary struct {
 	Mode                    consullock.Mode
 	Exit                    int
 	NativeLocksCleared      int
-	// Vars are the REPOLOCK_* variables the command got (of the last
-	// attempt), for hooks.
+	// Vars are the REPOLOCK_* variables for hooks: those the command got
+	// (of the last attempt) and REPOLOCK_JOB, or, when no lock was
+	// granted, those naming the lock asked for.
 	Vars []string
 	// InterruptedBy names the stop signal forwarded to the command, if any.
 	InterruptedBy string
@@ -107,7 +109,7 @@ func terminating(s syscall.Signal) bool {
 // with its tool's "native lock busy" code and a repository's unlock_native
 // allows it, Run heals (see heal) and runs the command once more.
 func (r *Runner) Run(ctx context.Context, spec Spec) error {
-	r.Summary = Summary{Started: time.Now()}
+	r.Summary = Summary{Started: time.Now(), Vars: hookVars(spec, spec.primary(), nil)}
 	defer func() { r.Summary.Ended = time.Now() }()
 	first := r.attempt(ctx, spec, nil)
 	if !first.busy || !healable(spec) {
@@ -127,7 +129,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec) error {
 	}
 	r.Log.Info("native locks healed; running the command once more", "cleared", len(cleared))
 	if cleared == nil {
-		cleared = []consullock.NativeLock{} // healed, by a tool that cannot say what it removed
+		cleared = []plugin.NativeLock{} // healed, by a tool that cannot say what it removed
 	}
 	second := r.attempt(ctx, spec, cleared).err
 	if errors.Is(second, ErrSkipped) {
@@ -136,33 +138,33 @@ func (r *Runner) Run(ctx context.Context, spec Spec) error {
 	return second
 }
 
-// attempted is how one attempt ended.
-type attempted struct {
+// attemptEnd is how one attempt ended.
+type attemptEnd struct {
 	err  error // the outcome; nil for success
 	busy bool  // the command exited with its tool's native-lock-busy code under locks that held
 }
 
 // attempt takes the locks, runs the command once and releases. cleared
 // (non-nil on a second attempt) are native locks a heal removed before it.
-func (r *Runner) attempt(ctx context.Context, spec Spec, cleared []consullock.NativeLock) attempted {
+func (r *Runner) attempt(ctx context.Context, spec Spec, cleared []plugin.NativeLock) attemptEnd {
 	path, err := supervise.Resolve(spec.Args[0])
 	if err != nil {
-		return attempted{err: err} // 126/127 before anything touched Consul
+		return attemptEnd{err: err} // 126/127 before anything touched Consul
 	}
 	// The guard starts while we wait, so the grant is followed by the
 	// command without a process start-up in between.
 	guard, err := supervise.Spawn(spec.Args[0])
 	if err != nil {
-		return attempted{err: err}
+		return attemptEnd{err: err}
 	}
 	defer guard.Close()
 	h, err := r.acquire(ctx, spec, spec.Targets)
 	if err != nil {
 		if errors.Is(err, consullock.ErrTimeout) && spec.Skip {
 			r.Log.Info("lock busy; skipping", "reason", err)
-			return attempted{err: ErrSkipped}
+			return attemptEnd{err: ErrSkipped}
 		}
-		return attempted{err: err}
+		return attemptEnd{err: err}
 	}
 	lock, primary := h.primary()
 	log := r.Log.With("key", primary.Key, "session", lock.Session(), "fencing_token", lock.Token())
@@ -170,35 +172,39 @@ func (r *Runner) attempt(ctx context.Context, spec Spec, cleared []consullock.Na
 	if r.Summary.Granted.IsZero() {
 		r.Summary.Granted = time.Now()
 	}
-	rec := &consullock.LastRun{Job: spec.Job, Mode: primary.Mode, Started: time.Now().UTC(), Holder: spec.Holder,
+	rec := &history.Run{Job: spec.Job, Mode: primary.Mode, Started: time.Now().UTC(), Holder: spec.Holder,
 		Token: lock.Token(), Session: lock.Session(), NativeLocksCleared: cleared, Notes: spec.Notes}
 	if cleared != nil {
 		rec.Attempts = 2
 	}
 	res := r.command(h, guard, path, spec, rec, log)
 	rec.Ended = time.Now().UTC()
+	o := Of(res.err)
+	rec.Exit, rec.Class, rec.LockLost = o.Code, o.Class, o.Kind == Lost
 	r.Summary.Mode, r.Summary.Exit, r.Summary.InterruptedBy = rec.Mode, rec.Exit, rec.InterruptedBy
 	r.Summary.NativeLocksCleared = len(rec.NativeLocksCleared)
 	// Release first: the next waiter should not wait for the history.
 	r.finish(h, log, res.doubt)
 	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := consullock.WriteLast(wctx, r.Client, spec.Prefix, primary.Key, *rec, res.err == nil); err != nil {
+	if err := history.Write(wctx, r.Client, spec.Prefix, primary.Key, *rec); err != nil {
 		log.Warn("could not record the last run", "error", err)
 	}
 	cancel()
-	return attempted{err: res.err, busy: res.busy}
+	return attemptEnd{err: res.err, busy: res.busy}
 }
 
-// ran is how the command under a held lock set ended.
-type ran struct {
+// commandEnd is how the command under a held lock set ended.
+type commandEnd struct {
 	err   error
 	busy  bool
 	doubt bool // the locks must be given up as lost, not released after a clean end
 }
 
 // command runs the exclusive-grant native cleanup, then the command, then
-// the stale-only cleanup after a death by signal, and fills rec.
-func (r *Runner) command(h *held, guard *supervise.Guard, path string, spec Spec, rec *consullock.LastRun, log hclog.Logger) ran {
+// the stale-only cleanup after a death by signal, and fills rec. attempt
+// owns the guard spawned ahead, the resolved path and the record, and
+// hands each in: six parameters, none derivable from another.
+func (r *Runner) command(h *held, guard *supervise.Guard, path string, spec Spec, rec *history.Run, log hclog.Logger) commandEnd {
 	pre := r.clearAll(h, spec, log, func(t Target) []string {
 		if t.Mode == consullock.Exclusive {
 			return t.Native.Clear // safe only under an exclusive grant
@@ -207,39 +213,28 @@ func (r *Runner) command(h *held, guard *supervise.Guard, path string, spec Spec
 	})
 	rec.NativeLocksCleared = append(rec.NativeLocksCleared, pre.cleared...)
 	if pre.lost != nil {
-		rec.Exit, rec.Class, rec.LockLost = exitcode.LockLost, "lock lost", true
-		return ran{err: &LockLostError{Cause: pre.lost}, doubt: true}
+		return commandEnd{err: &LockLostError{Cause: pre.lost}, doubt: true}
 	}
 	stopped := pre.stopped
 	if stopped == 0 {
 		stopped = r.pendingStop()
 	}
 	if stopped != 0 {
-		err := &InterruptedError{Signal: stopped, During: "before the command started"}
-		rec.Exit, rec.Class = err.ExitCode(), "interrupted"
-		return ran{err: err}
+		return commandEnd{err: &InterruptedError{Signal: stopped, During: "before the command started"}}
 	}
 	lock, primary := h.primary()
-	vars := []string{
-		"REPOLOCK_HELD=1",
-		"REPOLOCK_REPOSITORY=" + primary.Repository,
-		"REPOLOCK_KEY=" + primary.Key,
-		"REPOLOCK_MODE=" + string(primary.Mode),
-		"REPOLOCK_SESSION=" + lock.Session(),
-		"REPOLOCK_FENCING_TOKEN=" + strconv.FormatUint(lock.Token(), 10),
-	}
-	r.Summary.Vars = vars
+	r.Summary.Vars = hookVars(spec, primary, lock)
 	if r.OnStart != nil {
-		r.OnStart(vars)
+		r.OnStart(r.Summary.Vars)
 	}
-	env := append(append([]string(nil), spec.Env...), vars...)
-	out, err := r.supervise(h, guard.Start, supervise.Spec{Path: path, Args: spec.Args, Env: env, Dir: spec.Dir,
+	env := append(append([]string(nil), spec.Env...), lockVars(primary, lock)...)
+	out, err := r.superviseCommand(h, guard.Start, supervise.Spec{Path: path, Args: spec.Args, Env: env, Dir: spec.Dir,
 		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout}, spec.Timing, log, r.Started)
 	if err != nil {
 		// The command never started: nothing ran, so a release is safe.
-		return ran{err: err}
+		return commandEnd{err: err}
 	}
-	res := r.outcome(out, spec, rec, log)
+	res := r.judge(out, spec, rec, log)
 	if out.res.Signal != 0 && out.lost == nil && !out.res.Unknown {
 		// Leave the repository as it was found: a tool killed by a signal
 		// (OOM, SIGKILL) leaves its own lock behind; only the stale-only
@@ -249,6 +244,39 @@ func (r *Runner) command(h *held, guard *supervise.Guard, path string, spec Spec
 		res.doubt = res.doubt || post.lost != nil
 	}
 	return res
+}
+
+// lockVars are the REPOLOCK_* variables of lock t, the one place they are
+// built: what the command gets once lock is granted (with its session and
+// fencing token); with lock nil (never granted), they name the lock asked
+// for.
+func lockVars(t Target, lock *consullock.Lock) []string {
+	vars := []string{"REPOLOCK_REPOSITORY=" + t.Repository, "REPOLOCK_KEY=" + t.Key, "REPOLOCK_MODE=" + string(t.Mode)}
+	if lock == nil {
+		return vars
+	}
+	return append(append([]string{"REPOLOCK_HELD=1"}, vars...),
+		"REPOLOCK_SESSION="+lock.Session(), "REPOLOCK_FENCING_TOKEN="+strconv.FormatUint(lock.Token(), 10))
+}
+
+// hookVars are lockVars and, for a config job, REPOLOCK_JOB: what hooks
+// get (the command does not get REPOLOCK_JOB).
+func hookVars(spec Spec, t Target, lock *consullock.Lock) []string {
+	vars := lockVars(t, lock)
+	if spec.Job != "" {
+		vars = append(vars, "REPOLOCK_JOB="+spec.Job)
+	}
+	return vars
+}
+
+// primary is the target of the job's own repository.
+func (s Spec) primary() Target {
+	for _, t := range s.Targets {
+		if t.Primary {
+			return t
+		}
+	}
+	return Target{}
 }
 
 // pendingStop takes a terminating signal that arrived since the grant, so
@@ -264,40 +292,32 @@ func (r *Runner) pendingStop() syscall.Signal {
 	return 0
 }
 
-// outcome turns how the command ended into the run's error and fills rec.
-func (r *Runner) outcome(out outcome, spec Spec, rec *consullock.LastRun, log hclog.Logger) ran {
+// judge turns how the command ended into the run's error and fills rec.
+func (r *Runner) judge(out loopEnd, spec Spec, rec *history.Run, log hclog.Logger) commandEnd {
 	res := out.res
-	rec.Exit = res.ExitCode
 	if out.forwarded != 0 {
 		rec.InterruptedBy = signalName(out.forwarded)
 	}
 	switch {
 	case out.lost != nil:
-		err := &LockLostError{Cause: out.lost}
-		rec.Exit, rec.Class, rec.LockLost = err.ExitCode(), "lock lost", true
-		return ran{err: err, doubt: true}
+		return commandEnd{err: &LockLostError{Cause: out.lost}, doubt: true}
 	case res.Unknown:
-		err := &UnknownStateError{Err: errors.New("guard exited without a status")}
-		rec.Exit, rec.Class = err.ExitCode(), "unknown"
-		return ran{err: err, doubt: true}
+		return commandEnd{err: &UnknownStateError{Err: errors.New("guard exited without a status")}, doubt: true}
 	}
-	class := "success"
+	class := string(Success)
 	if spec.Classify != nil {
 		class, _ = spec.Classify(res.ExitCode)
 	}
-	rec.Class = class
 	log.Info("command finished", "exit", res.ExitCode, "class", class, "duration", time.Since(rec.Started).Round(time.Millisecond))
 	switch {
 	case res.ExitCode != 0:
 		// A command stopped by a forwarded signal is not healed and retried.
 		busy := spec.Busy != nil && spec.Busy(res.ExitCode) && out.forwarded == 0
-		return ran{err: &ChildExitError{Code: res.ExitCode, Class: class, Hint: busyHint(spec, busy)}, busy: busy}
+		return commandEnd{err: &ChildExitError{Code: res.ExitCode, Class: class, Hint: busyHint(spec, busy)}, busy: busy}
 	case out.forwarded != 0:
-		err := &InterruptedError{Signal: out.forwarded, During: "while the command ran (it exited 0)"}
-		rec.Exit = err.ExitCode()
-		return ran{err: err}
+		return commandEnd{err: &InterruptedError{Signal: out.forwarded, During: "while the command ran (it exited 0)"}}
 	}
-	return ran{}
+	return commandEnd{}
 }
 
 // finish releases the locks after a clean end, or gives them up on doubt;

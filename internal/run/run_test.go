@@ -16,6 +16,7 @@ import (
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/exitcode"
+	"github.com/repolock/repolock/internal/history"
 	"github.com/repolock/repolock/internal/supervise"
 	"github.com/repolock/repolock/internal/testcluster"
 	"github.com/repolock/repolock/internal/timing"
@@ -40,13 +41,13 @@ func runner(c *api.Client, started func(*supervise.Process)) *Runner {
 		Signals: make(chan os.Signal), Started: started}
 }
 
-func last(t *testing.T, c *api.Client, key string) consullock.LastRun {
+func last(t *testing.T, c *api.Client, key string) history.Run {
 	t.Helper()
 	p, _, err := c.KV().Get(consullock.RepoPrefix("", key)+"last", nil)
 	if err != nil || p == nil {
 		t.Fatalf("no last run of %s: %v", key, err)
 	}
-	var l consullock.LastRun
+	var l history.Run
 	if err := json.Unmarshal(p.Value, &l); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestRunLostLockThroughStartHook(t *testing.T) {
 	})
 	err := r.Run(context.Background(), spec([]string{"sleep", "30"}, Target{Repository: "lost", Key: "lost", Mode: consullock.Exclusive, Primary: true}))
 	var lost *LockLostError
-	if !errors.As(err, &lost) || lost.ExitCode() != exitcode.LockLost {
+	if !errors.As(err, &lost) || Of(err).Code != exitcode.LockLost {
 		t.Fatalf("err = %v, want a LockLostError with exit %d", err, exitcode.LockLost)
 	}
 	if pid == 0 || syscall.Kill(pid, 0) == nil {
@@ -141,7 +142,7 @@ func TestRunHealsOnce(t *testing.T) {
 	s.Busy = func(code int) bool { return code == 11 }
 	err := runner(c, nil).Run(context.Background(), s)
 	var child *ChildExitError
-	if !errors.As(err, &child) || child.ExitCode() != 11 || !strings.Contains(err.Error(), "set unlock_native") {
+	if !errors.As(err, &child) || Of(err).Code != 11 || !strings.Contains(err.Error(), "set unlock_native") {
 		t.Fatalf("err = %v, want the second busy exit 11 with the fix", err)
 	}
 	if b, _ := os.ReadFile(runs); strings.Count(string(b), "x") != 2 {

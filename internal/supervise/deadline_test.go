@@ -51,7 +51,7 @@ func TestInitialDeadlineWithoutSetDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	cleanupProcess(t, p, DefaultKillTimeout)
+	cleanupProcess(t, p, testKillTimeout)
 	waitFile(t, filepath.Join(dir, "term"), 5*time.Second)
 	if termSeen := Now(); termSeen < soft || termSeen >= hard {
 		t.Errorf("kill signal seen %v after start, want between %v and %v",

@@ -70,27 +70,14 @@ type guard struct {
 }
 
 // runGuard is the guard process's main: it reads its command's spec, arms
-// the first deadline, forks the command and runs the loop. It stays one
-// function because its steps must happen in this order on one locked OS
-// thread (PDEATHSIG is tied to the thread that forks), which a reader
-// should see at a glance.
+// the first deadline, forks the command and runs the loop, in this order
+// and on one locked OS thread (PDEATHSIG is tied to the thread that forks).
 func runGuard() int {
 	// PDEATHSIG fires when the thread that forked the command exits. The
 	// main goroutine stays locked to its thread until os.Exit, so only the
 	// guard's own death can kill the command.
 	runtime.LockOSThread()
-
-	// Catch rather than ignore: a caught signal reverts to its default
-	// across exec, an ignored one would be inherited by the command. Signals
-	// already ignored when we started (nohup) stay ignored for the command.
-	caught := make(chan os.Signal, 1) // never read: dropping is the point
-	for _, s := range guardSurvives {
-		if !signal.Ignored(s) {
-			signal.Notify(caught, s)
-		}
-	}
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
+	sigchld := catchSignals()
 
 	// The command must not inherit the control pipes: a copy of fd 3 would
 	// hide R's death, a copy of fd 4 would delay R's end of file.
@@ -113,23 +100,8 @@ func runGuard() int {
 	// The dead man's switch is armed before the fork: from the first
 	// instruction of the command on, it holds even if R freezes now.
 	g.soft, g.hard = spec.Soft, spec.Hard
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		g.send(line(msgStartFail, failGuard, 0, "set child subreaper: "+err.Error()))
-		return 2
-	}
-	if spec.Dir != "" {
-		if err := os.Chdir(spec.Dir); err != nil {
-			g.send(line(msgStartFail, failChdir, int(errnoOf(err)), spec.Dir))
-			return 0
-		}
-	}
-	if now := Now(); (g.soft != 0 && now >= g.soft) || (g.hard != 0 && now >= g.hard) {
-		late := now.Sub(g.soft)
-		if g.soft == 0 {
-			late = now.Sub(g.hard)
-		}
-		g.send(line(msgStartFail, failDeadline, 0, fmt.Sprintf("deadline passed %v ago", late)))
-		return 0
+	if code, ok := g.prepare(spec); !ok {
+		return code
 	}
 	pid, err := syscall.ForkExec(spec.Path, spec.Args, &syscall.ProcAttr{
 		Env:   spec.Env,
@@ -147,6 +119,48 @@ func runGuard() int {
 	go readCommands(ctl, cmds)
 	g.loop(cmds, sigchld, newBootTimer())
 	return 0
+}
+
+// catchSignals makes the guard survive the signals meant for the command,
+// and returns the channel of SIGCHLD. Catch rather than ignore: a caught
+// signal reverts to its default across exec, an ignored one would be
+// inherited by the command. Signals already ignored when we started
+// (nohup) stay ignored for the command.
+func catchSignals() <-chan os.Signal {
+	caught := make(chan os.Signal, 1) // never read: dropping is the point
+	for _, s := range guardSurvives {
+		if !signal.Ignored(s) {
+			signal.Notify(caught, s)
+		}
+	}
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	return sigchld
+}
+
+// prepare does what must precede the fork: become the subreaper of the
+// command's descendants, enter its directory, and refuse a deadline that
+// has passed. When it fails it has told R, and the guard exits with code.
+func (g *guard) prepare(spec Spec) (code int, ok bool) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		g.send(line(msgStartFail, failGuard, 0, "set child subreaper: "+err.Error()))
+		return 2, false
+	}
+	if spec.Dir != "" {
+		if err := os.Chdir(spec.Dir); err != nil {
+			g.send(line(msgStartFail, failChdir, int(errnoOf(err)), spec.Dir))
+			return 0, false
+		}
+	}
+	if now := Now(); (g.soft != 0 && now >= g.soft) || (g.hard != 0 && now >= g.hard) {
+		late := now.Sub(g.soft)
+		if g.soft == 0 {
+			late = now.Sub(g.hard)
+		}
+		g.send(line(msgStartFail, failDeadline, 0, fmt.Sprintf("deadline passed %v ago", late)))
+		return 0, false
+	}
+	return 0, true
 }
 
 // readCommands forwards control lines until R's end of the pipe closes.
@@ -190,7 +204,7 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 				g.sigkill()
 				continue
 			}
-			g.command(l)
+			g.control(l)
 		case <-sigchld:
 			g.reap()
 		case <-timer.C:
@@ -206,8 +220,8 @@ func (g *guard) loop(cmds <-chan string, sigchld <-chan os.Signal, timer *bootTi
 	}
 }
 
-// command applies one control message from R.
-func (g *guard) command(l string) {
+// control applies one control message from R.
+func (g *guard) control(l string) {
 	verb, rest := splitLine(l)
 	var err error
 	switch verb {

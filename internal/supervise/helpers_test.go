@@ -12,16 +12,22 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/repolock/repolock/internal/timing"
 )
 
-// shellSpec is sh -c script with $D set to dir and, as callers set it,
-// DefaultKillTimeout; mod may change it.
+// testKillTimeout is repolock's default kill_timeout, so that the tests
+// stop commands the way a default run does.
+const testKillTimeout = timing.DefaultKillTimeout
+
+// shellSpec is sh -c script with $D set to dir and testKillTimeout; mod
+// may change it.
 func shellSpec(script, dir string, mod func(*Spec)) Spec {
 	spec := Spec{
 		Path:        "/bin/sh",
 		Args:        []string{"sh", "-c", script},
 		Env:         []string{"D=" + dir, "PATH=" + os.Getenv("PATH")},
-		KillTimeout: DefaultKillTimeout,
+		KillTimeout: testKillTimeout,
 	}
 	if mod != nil {
 		mod(&spec)

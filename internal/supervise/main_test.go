@@ -44,7 +44,7 @@ func runHelper(role string) int {
 				// One that left the group: only the guard's descendant kill finds it.
 				`setsid sh -c 'echo $$ > "$D/spid.tmp" && mv "$D/spid.tmp" "$D/spid"; exec sleep 1000' & wait`},
 			Env:         []string{"D=" + dir, "PATH=" + os.Getenv("PATH")},
-			KillTimeout: DefaultKillTimeout,
+			KillTimeout: testKillTimeout,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

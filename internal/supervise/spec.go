@@ -10,13 +10,9 @@ import (
 	"github.com/repolock/repolock/internal/exitcode"
 )
 
-// DefaultKillSignal is applied by Start to a zero Spec.KillSignal.
+// DefaultKillSignal is applied by Start to a zero Spec.KillSignal, and is
+// the default of the kill_signal setting (config.DefaultLock).
 const DefaultKillSignal = syscall.SIGTERM
-
-// DefaultKillTimeout is a sensible Spec.KillTimeout for callers without a
-// configured one. Start does not apply it: a zero KillTimeout means SIGKILL
-// right after the kill signal.
-const DefaultKillTimeout = 10 * time.Second
 
 // Spec describes the command to run.
 type Spec struct {
@@ -46,7 +42,8 @@ type Spec struct {
 	// KillSignal asks the group to stop (default SIGTERM).
 	KillSignal syscall.Signal
 	// KillTimeout is the grace between KillSignal and SIGKILL; zero means
-	// SIGKILL right after KillSignal (see DefaultKillTimeout).
+	// SIGKILL right after KillSignal (repolock's default is
+	// timing.DefaultKillTimeout).
 	KillTimeout time.Duration
 	// Soft and Hard are the initial deadline, as for Process.SetDeadline
 	// (0 = none). The guard arms it before it forks the command and refuses
@@ -81,9 +78,6 @@ func (e *ExecError) Error() string {
 
 // Unwrap returns the cause, usually a syscall.Errno.
 func (e *ExecError) Unwrap() error { return e.Err }
-
-// ExitCode is Code: what a shell would give.
-func (e *ExecError) ExitCode() int { return e.Code }
 
 // ErrDone is returned when a Process is asked to do something after Done.
 var ErrDone = errors.New("supervise: process is done")

@@ -206,18 +206,7 @@ func (n *Nomad) WaitRunning(t testing.TB, job string, limit time.Duration) Alloc
 // with it: their processes are killed by the agent or by their groups'
 // death signals.
 func (n *Nomad) Stop() {
-	select {
-	case <-n.stopped:
-		return
-	default:
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-n.stopped:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.stopped
-	}
+	stopAgent(n.cmd, n.stopped, 10*time.Second)
 	// Task executors outlive a stopped agent (so that an agent restart
 	// keeps tasks running); a test's must not outlive the test. Their
 	// command lines name the agent's data dir.

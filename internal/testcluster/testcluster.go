@@ -222,6 +222,8 @@ log_level = "warn"
 	return a
 }
 
+// start starts one agent: role, host and the two ports name it in logs and
+// joins (six parameters, the last the agent's own flags).
 func start(t testing.TB, role, host string, serf, httpPort int, args ...string) *Agent {
 	t.Helper()
 	bin := Binary(t, "consul")
@@ -319,18 +321,25 @@ func (a *Agent) Thaw(t testing.TB) {
 
 // Stop ends the agent (a frozen one too) and waits for it.
 func (a *Agent) Stop() {
+	_ = a.cmd.Process.Signal(syscall.SIGCONT)
+	stopAgent(a.cmd, a.stopped, 5*time.Second)
+}
+
+// stopAgent asks an agent (Consul or Nomad) to leave with SIGINT and waits
+// until stopped closes, SIGKILLing its process group after grace. An agent
+// already stopped is left alone.
+func stopAgent(cmd *exec.Cmd, stopped <-chan struct{}, grace time.Duration) {
 	select {
-	case <-a.stopped:
+	case <-stopped:
 		return
 	default:
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGCONT)
-	_ = a.cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-a.stopped:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.stopped
+	case <-stopped:
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-stopped
 	}
 }
 

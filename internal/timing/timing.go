@@ -1,4 +1,4 @@
-// Package timing is repolock's one timing model (DESIGN "Timing model"):
+// Package timing is repolock's one timing model (README "Guarantees", 2):
 // the lease a Consul session gives, the kill schedule it implies for the
 // command, their defaults and the relation between them. Config files,
 // flags and the lock all take their durations from here and are checked

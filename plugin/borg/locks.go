@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/plugin"
 )
 
 // Borg 1.x keeps its lock in the repository's folder: lock.exclusive/, a
@@ -40,15 +40,15 @@ func (*Plugin) ShowLock(id string) []string {
 }
 
 // ParseLock implements plugin.LockLister.
-func (*Plugin) ParseLock(id string, out []byte) (consullock.NativeLock, error) {
+func (*Plugin) ParseLock(id string, out []byte) (plugin.NativeLock, error) {
 	if id == rosterID {
 		return parseRoster(out)
 	}
 	host, pid, ok := splitHolder(id)
 	if !ok {
-		return consullock.NativeLock{}, fmt.Errorf("borg: lock holder %q is not <host id>.<pid>-<thread>", id)
+		return plugin.NativeLock{}, fmt.Errorf("borg: lock holder %q is not <host id>.<pid>-<thread>", id)
 	}
-	return consullock.NativeLock{ID: id, Host: host, PID: pid, Exclusive: true}, nil
+	return plugin.NativeLock{ID: id, Host: host, PID: pid, Exclusive: true}, nil
 }
 
 // splitHolder reads "<host id>.<pid>-<thread>"; the host id may hold dots.
@@ -66,15 +66,15 @@ func splitHolder(name string) (host string, pid int, ok bool) {
 }
 
 // parseRoster describes lock.roster by its first holder, exclusive first.
-func parseRoster(out []byte) (consullock.NativeLock, error) {
+func parseRoster(out []byte) (plugin.NativeLock, error) {
 	var r struct {
 		Exclusive [][]json.RawMessage `json:"exclusive"`
 		Shared    [][]json.RawMessage `json:"shared"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
-		return consullock.NativeLock{}, fmt.Errorf("borg: lock.roster: %w", err)
+		return plugin.NativeLock{}, fmt.Errorf("borg: lock.roster: %w", err)
 	}
-	l := consullock.NativeLock{ID: rosterID}
+	l := plugin.NativeLock{ID: rosterID}
 	holders := r.Shared
 	if len(r.Exclusive) > 0 {
 		l.Exclusive, holders = true, r.Exclusive

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/plugin"
 )
 
 func TestParseLock(t *testing.T) {
 	p := &Plugin{}
 	l, err := p.ParseLock("nas.example.org@20015998343868.4711-0", nil)
-	if err != nil || l != (consullock.NativeLock{ID: "nas.example.org@20015998343868.4711-0", Host: "nas.example.org@20015998343868", PID: 4711, Exclusive: true}) {
+	if err != nil || l != (plugin.NativeLock{ID: "nas.example.org@20015998343868.4711-0", Host: "nas.example.org@20015998343868", PID: 4711, Exclusive: true}) {
 		t.Errorf("exclusive holder: %+v, %v", l, err)
 	}
 	for _, bad := range []string{"", "nopid", "host.x-0", "host.-1-0", ".12-0"} {
@@ -23,11 +23,11 @@ func TestParseLock(t *testing.T) {
 		}
 	}
 	l, err = p.ParseLock("lock.roster", []byte(`{"shared": [["b@2", 9, 0]], "exclusive": [["a@1", 8, 0]]}`))
-	if err != nil || l != (consullock.NativeLock{ID: "lock.roster", Host: "a@1", PID: 8, Exclusive: true}) {
+	if err != nil || l != (plugin.NativeLock{ID: "lock.roster", Host: "a@1", PID: 8, Exclusive: true}) {
 		t.Errorf("roster: %+v, %v", l, err)
 	}
 	l, err = p.ParseLock("lock.roster", []byte(`{"shared": [["b@2", 9, 0]], "exclusive": []}`))
-	if err != nil || l != (consullock.NativeLock{ID: "lock.roster", Host: "b@2", PID: 9}) {
+	if err != nil || l != (plugin.NativeLock{ID: "lock.roster", Host: "b@2", PID: 9}) {
 		t.Errorf("shared roster: %+v, %v", l, err)
 	}
 	if _, err := p.ParseLock("lock.roster", []byte("{")); err == nil {

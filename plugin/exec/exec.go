@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -26,7 +25,9 @@ type Plugin struct{}
 // Name implements plugin.Plugin.
 func (*Plugin) Name() string { return Name }
 
-var plainName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+// plainName reports whether loc is a plain name: only the bytes of a lock
+// key, as consullock defines them (Sanitize leaves such a name unchanged).
+func plainName(loc string) bool { return loc != "" && consullock.KeyChars(loc) }
 
 // defaultPorts are dropped from URL locations.
 var defaultPorts = map[string]int{"ssh": 22, "sftp": 22, "http": 80, "https": 443}
@@ -69,7 +70,7 @@ func (*Plugin) Identity(r plugin.Repository) (string, error) {
 		return "exec+" + scheme + "://" + location.HostPort(h, pt) + path.Clean("/"+u.Path), nil
 	case loc == "." || loc == ".." || strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "./") || strings.HasPrefix(loc, "../"):
 		return location.Local(Name, loc, r.BaseDir, r.Host, r.SharedLocal)
-	case plainName.MatchString(loc):
+	case plainName(loc):
 		return "exec:" + loc, nil
 	}
 	return "", errors.New("want a URL, a path starting with / ./ or ../, or a plain name; or set lock_key")

@@ -472,7 +472,7 @@ func (*Plugin) ListLocks() []string { return []string{Name, "--no-lock", "list",
 func (*Plugin) ShowLock(id string) []string { return []string{Name, "--no-lock", "cat", "lock", id} }
 
 // ParseLock implements plugin.LockLister: the JSON restic stores in a lock file.
-func (*Plugin) ParseLock(id string, out []byte) (consullock.NativeLock, error) {
+func (*Plugin) ParseLock(id string, out []byte) (plugin.NativeLock, error) {
 	var l struct {
 		Time      time.Time `json:"time"`
 		Exclusive bool      `json:"exclusive"`
@@ -481,9 +481,9 @@ func (*Plugin) ParseLock(id string, out []byte) (consullock.NativeLock, error) {
 		PID       int       `json:"pid"`
 	}
 	if err := json.Unmarshal(out, &l); err != nil {
-		return consullock.NativeLock{}, fmt.Errorf("restic: lock %s: %w", id, err)
+		return plugin.NativeLock{}, fmt.Errorf("restic: lock %s: %w", id, err)
 	}
-	return consullock.NativeLock{ID: id, Host: l.Hostname, User: l.Username, PID: l.PID, Time: l.Time, Exclusive: l.Exclusive}, nil
+	return plugin.NativeLock{ID: id, Host: l.Hostname, User: l.Username, PID: l.PID, Time: l.Time, Exclusive: l.Exclusive}, nil
 }
 
 // Targets implements plugin.Plugin. restic names a repository only through

@@ -436,27 +436,27 @@ func TestParseLock(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		out  string
-		want consullock.NativeLock
+		want plugin.NativeLock
 		err  bool
 	}{
 		{
 			"exclusive lock",
 			`{"time":"2026-11-29T03:00:00.123456789Z","exclusive":true,"hostname":"hostB","username":"root","pid":4242,"uid":0,"gid":0}`,
-			consullock.NativeLock{ID: "abc", Host: "hostB", User: "root", PID: 4242, Time: when, Exclusive: true},
+			plugin.NativeLock{ID: "abc", Host: "hostB", User: "root", PID: 4242, Time: when, Exclusive: true},
 			false,
 		},
 		{
 			"shared lock, other fields ignored",
 			"{\n  \"time\": \"2026-11-29T03:00:00.123456789Z\",\n  \"exclusive\": false,\n  \"hostname\": \"hostA\",\n  \"username\": \"backup\",\n  \"pid\": 7,\n  \"uid\": 1000,\n  \"gid\": 1000,\n  \"new_field\": [1]\n}\n",
-			consullock.NativeLock{ID: "abc", Host: "hostA", User: "backup", PID: 7, Time: when},
+			plugin.NativeLock{ID: "abc", Host: "hostA", User: "backup", PID: 7, Time: when},
 			false,
 		},
-		{"empty object", `{}`, consullock.NativeLock{ID: "abc"}, false},
-		{"not JSON", "not json", consullock.NativeLock{}, true},
-		{"empty output", "", consullock.NativeLock{}, true},
-		{"truncated", `{"time":"2026-11-29T03:00:00Z","exclusive":tr`, consullock.NativeLock{}, true},
-		{"wrong type", `{"pid":"4242"}`, consullock.NativeLock{}, true},
-		{"bad time", `{"time":"yesterday"}`, consullock.NativeLock{}, true},
+		{"empty object", `{}`, plugin.NativeLock{ID: "abc"}, false},
+		{"not JSON", "not json", plugin.NativeLock{}, true},
+		{"empty output", "", plugin.NativeLock{}, true},
+		{"truncated", `{"time":"2026-11-29T03:00:00Z","exclusive":tr`, plugin.NativeLock{}, true},
+		{"wrong type", `{"pid":"4242"}`, plugin.NativeLock{}, true},
+		{"bad time", `{"time":"yesterday"}`, plugin.NativeLock{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := (&Plugin{}).ParseLock("abc", []byte(tc.out))
