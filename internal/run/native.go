@@ -140,6 +140,9 @@ func (r *Runner) clearNative(h *held, spec Spec, t Target, argv []string, log hc
 		}
 		// A listing that failed says nothing: clear anyway, unlisted.
 		listed = out.res.ExitCode == 0 && !out.res.Unknown
+		if !listed {
+			log.Info("the tool's locks could not be listed; clearing them unlisted", "repository", t.Repository, "exit", out.res.ExitCode)
+		}
 		if listed && len(before) == 0 {
 			return nil, true, loopEnd{} // nothing to clear: the tool is not run
 		}
@@ -220,7 +223,9 @@ func (r *Runner) aux(h *held, spec Spec, n *Native, argv []string, capture bool,
 		log.Warn("native lock command failed to start", "command", argv, "error", err)
 	case out.lost != nil:
 		log.Warn("lock lost during a native lock command", "command", argv, "reason", out.lost)
-	case out.res.ExitCode != 0:
+	case out.res.ExitCode != 0 && !capture:
+		// A listing (capture) that fails is the caller's to judge: the
+		// borg lister fails on purpose where it cannot list.
 		log.Warn("native lock command failed", "command", argv, "exit", out.res.ExitCode)
 	}
 	if f == nil {

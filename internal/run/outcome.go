@@ -84,13 +84,17 @@ func Of(err error) Outcome {
 		o.Kind, o.Code = Config, exitcode.Config
 	case errors.As(err, &stale):
 		o.Kind, o.Code = Stale, exitcode.Stale
+	// Before ErrLost: a waiter whose session lapsed because Consul was
+	// unreachable carries that loss inside its UnreachableError.
+	case errors.As(err, &denied):
+		o.Kind, o.Code = Denied, exitcode.Denied
+	case errors.As(err, &unreach):
+		o.Kind, o.Code = Unreachable, exitcode.Unreachable
 	// ErrLost outside a LockLostError: the session ended while still
 	// waiting (an operator break), so the lock was not acquired.
 	case errors.Is(err, consullock.ErrTimeout), errors.Is(err, consullock.ErrLost):
 		o.Kind, o.Code = Busy, exitcode.Busy
-	case errors.As(err, &denied):
-		o.Kind, o.Code = Denied, exitcode.Denied
-	case errors.As(err, &unreach), errors.As(err, &status):
+	case errors.As(err, &status):
 		o.Kind, o.Code = Unreachable, exitcode.Unreachable
 	default:
 		o.Kind, o.Code = Internal, exitcode.Internal

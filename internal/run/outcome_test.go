@@ -43,6 +43,9 @@ func TestOf(t *testing.T) {
 		{"guard died", &UnknownStateError{Err: errors.New("gone")}, Unknown, 70, metrics.Failure, hooks.Failure, "unknown"},
 		{"unreachable", wrap(&consullock.UnreachableError{Op: "create session", Err: errors.New("refused")}), Unreachable, 69, metrics.Failure, hooks.Failure, "unreachable"},
 		{"consul status", api.StatusError{Code: 500, Body: "no leader"}, Unreachable, 69, metrics.Failure, hooks.Failure, "unreachable"},
+		// A waiter whose session lapsed while Consul was unreachable: the
+		// loss is inside, but the wait ended for want of Consul.
+		{"lapsed while waiting", wrap(&consullock.UnreachableError{Op: "renew session while waiting", Err: fmt.Errorf("%w: no renewal", consullock.ErrLost)}), Unreachable, 69, metrics.Failure, hooks.Failure, "unreachable"},
 		{"denied", wrap(&consullock.PermissionError{Op: "create session", Need: "session:write"}), Denied, 77, metrics.Failure, hooks.Failure, "denied"},
 		{"stale", &StaleError{N: 2}, Stale, 1, metrics.Failure, hooks.Failure, "stale"},
 		{"unclassified", errors.New("disk on fire"), Internal, 71, metrics.Failure, hooks.Failure, "internal"},

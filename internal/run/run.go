@@ -230,7 +230,12 @@ func (r *Runner) command(h *held, guard *supervise.Guard, path string, spec Spec
 	env := append(append([]string(nil), spec.Env...), lockVars(primary, lock)...)
 	out, err := r.superviseCommand(h, guard.Start, supervise.Spec{Path: path, Args: spec.Args, Env: env, Dir: spec.Dir,
 		KillSignal: spec.KillSignal, KillTimeout: spec.Timing.KillTimeout}, spec.Timing, log, r.Started)
-	if err != nil {
+	switch {
+	case errors.Is(err, supervise.ErrGuardDied):
+		// The guard may have forked the command before it died: its
+		// state is unknown, the locks are given up as lost (70).
+		return commandEnd{err: &UnknownStateError{Err: err}, doubt: true}
+	case err != nil:
 		// The command never started: nothing ran, so a release is safe.
 		return commandEnd{err: err}
 	}

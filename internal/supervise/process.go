@@ -195,7 +195,7 @@ func (p *Process) handshake(spec Spec) error {
 	}
 	l, err := p.evr.ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("supervise: guard ended before starting %q", spec.Args[0])
+		return fmt.Errorf("%w (%q)", ErrGuardDied, spec.Args[0])
 	}
 	verb, rest := splitLine(l)
 	switch verb {

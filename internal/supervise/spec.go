@@ -87,6 +87,11 @@ var ErrDone = errors.New("supervise: process is done")
 // fork: the command was not started.
 var ErrDeadlinePassed = errors.New("supervise: the kill deadline passed before the command started")
 
+// ErrGuardDied is returned by Start when the guard ended after it was sent
+// the command but before it said whether it started it: the command may
+// have been forked, so its state is unknown.
+var ErrGuardDied = errors.New("supervise: the guard died before reporting whether the command started")
+
 // checkDeadline validates a soft/hard pair as SetDeadline and Spec take it.
 func checkDeadline(soft, hard Boottime) error {
 	if soft < 0 || hard < 0 || (hard != 0 && soft > hard) {

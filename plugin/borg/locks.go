@@ -13,15 +13,19 @@ import (
 // folder holding one empty file named for its holder ("<host id>.<pid>-<thread>",
 // the host id being "<fqdn>@<node>"), and lock.roster, JSON naming the
 // exclusive and shared holders. No borg command lists them, so for a local
-// repository they are read with sh; for a remote one the listing exits 1
-// and repolock clears without a listing (break-lock), as for a tool that
-// cannot list. The scripts read only BORG_REPO, which the plugin sets.
+// repository they are read with sh. The listing exits 1 — and repolock
+// clears without a listing (break-lock), as for a tool that cannot list —
+// for a remote repository, and when the repository holds no lock: a busy
+// exit then came from borg's cache lock, outside the repository, which
+// break-lock clears too. The roster is listed only without an exclusive
+// lock (it then names shared holders), so one holder counts once. The
+// scripts read only BORG_REPO, which the plugin sets.
 const (
 	listScript = `d=${BORG_REPO%/}
-[ -d "$d" ] || { echo "borg: $d is not a local folder; its locks cannot be listed" >&2; exit 1; }
-[ -d "$d/lock.exclusive" ] && ls -1A -- "$d/lock.exclusive"
-grep -q '\[\[' "$d/lock.roster" 2>/dev/null && echo lock.roster
-exit 0`
+[ -d "$d" ] || { echo "borg: the repository is not a local folder; its locks cannot be listed" >&2; exit 1; }
+if [ -d "$d/lock.exclusive" ]; then ls -1A -- "$d/lock.exclusive"; exit 0; fi
+if grep -q '\[\[' "$d/lock.roster" 2>/dev/null; then echo lock.roster; exit 0; fi
+echo "borg: no lock in the repository (a cache lock cannot be listed)" >&2; exit 1`
 	rosterScript = `cat -- "${BORG_REPO%/}/lock.roster"`
 	rosterID     = "lock.roster"
 )

@@ -45,8 +45,14 @@ func TestListLocksScript(t *testing.T) {
 		return string(out), err
 	}
 	repo := t.TempDir()
-	if out, err := run(repo); err != nil || out != "" {
-		t.Errorf("unlocked repository: %q, %v", out, err)
+	if out, err := run(repo); err == nil || out != "" {
+		t.Errorf("unlocked repository: %q, %v; want no listing (exit 1): a busy exit came from the cache lock", out, err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "lock.roster"), []byte(`{"exclusive": [], "shared": [["h@1", 41, 0]]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(repo); err != nil || out != "lock.roster\n" {
+		t.Errorf("shared holders only: %q, %v", out, err)
 	}
 	if err := os.Mkdir(filepath.Join(repo, "lock.exclusive"), 0o700); err != nil {
 		t.Fatal(err)
@@ -57,7 +63,7 @@ func TestListLocksScript(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(repo, "lock.roster"), []byte(`{"exclusive": [["h@1", 42, 0]], "shared": []}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(repo + "/"); err != nil || !slices.Equal(strings.Fields(out), []string{"h@1.42-0", "lock.roster"}) {
+	if out, err := run(repo + "/"); err != nil || !slices.Equal(strings.Fields(out), []string{"h@1.42-0"}) {
 		t.Errorf("locked repository: %q, %v", out, err)
 	}
 	if _, err := run("ssh://backup@nas/./repo"); err == nil {
