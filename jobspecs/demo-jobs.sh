@@ -1,5 +1,5 @@
 # Sourced by demo.sh with CONSUL_HTTP_ADDR pointing at the demo agent,
-# .bin first in PATH and $work a scratch directory.
+# repolock and restic first in PATH and $work a scratch directory.
 
 echo "==> a small local restic repository and a demo config"
 mkdir -p "$work/data" "$work/cache"

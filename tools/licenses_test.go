@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
+
+	"github.com/repolock/repolock/internal/testcluster"
 )
 
 // fixtures are the tools modules, each with the package it builds.
@@ -26,9 +28,15 @@ var fixtures = []struct{ dir, pkg string }{
 // TestLicenses prints each fixture's licence, read from its module's
 // LICENSE, and fails on a licence that is not open source (the Business
 // Source License of Consul from 1.17 and Nomad from 1.7, AGPL) in any module
-// a fixture or repolock itself is built from.
+// a fixture or repolock itself is built from. A fixture the operator
+// replaced with their own binary (CONSUL_BIN, …) is theirs: its module is
+// not built here, so it is not read either.
 func TestLicenses(t *testing.T) {
 	for _, f := range fixtures {
+		if v := os.Getenv(testcluster.BinVar(f.dir)); v != "" {
+			t.Logf("%-16s %s=%s: the operator's own binary, not built here; its licence is theirs to check", f.dir, testcluster.BinVar(f.dir), v)
+			continue
+		}
 		mods := buildModules(t, f.dir, f.pkg)
 		main := mods[0]
 		lic := Classify(readLicense(main.dir))
@@ -39,8 +47,21 @@ func TestLicenses(t *testing.T) {
 		checkAll(t, f.dir, "compiled in", mods[1:])
 		checkRequired(t, f.dir)
 	}
-	copyright := filepath.Join("..", ".bin", "borg-1.4", "COPYRIGHT")
-	b, err := os.ReadFile(copyright)
+	checkBorg(t)
+	// repolock's own build, tests included (porcupine is test-only); the
+	// main module itself is not listed (it has no version).
+	checkAll(t, "repolock", "compiled into it or its tests", buildModules(t, "..", "./..."))
+}
+
+// checkBorg reads the licence the Debian package of borg 1.4 gives borg's
+// own files; with BORG_BIN set, borg is the operator's.
+func checkBorg(t *testing.T) {
+	t.Helper()
+	if v := os.Getenv(testcluster.BinVar("borg")); v != "" {
+		t.Logf("%-16s BORG_BIN=%s: the operator's own binary, not installed here", "borg", v)
+		return
+	}
+	b, err := os.ReadFile(filepath.Join("..", ".bin", "borg-1.4", "COPYRIGHT"))
 	if err != nil {
 		t.Fatalf("borg 1.4's Debian copyright file: %v (run `make borg`)", err)
 	}
@@ -49,8 +70,6 @@ func TestLicenses(t *testing.T) {
 	if lic != "BSD-3-clause" {
 		t.Errorf("borg's Debian copyright names %q for its own files, want BSD-3-clause", lic)
 	}
-	// repolock's own build, tests included (porcupine is test-only).
-	checkAll(t, "repolock", "compiled into it or its tests", buildModules(t, "..", "./...")[1:])
 }
 
 type mod struct{ path, version, dir string }
@@ -137,12 +156,22 @@ func buildModules(t *testing.T, dir, pkg string) []mod {
 // modules were read under each licence.
 func checkAll(t *testing.T, name, what string, mods []mod) {
 	t.Helper()
+	bad, summary := judge(mods)
+	for _, b := range bad {
+		t.Errorf("%s is built with %s", name, b)
+	}
+	t.Logf("%-16s %d modules %s: %s", name, len(mods), what, summary)
+}
+
+// judge names the modules that are not open source, and sums up how many
+// were read under each licence.
+func judge(mods []mod) (bad []string, summary string) {
 	count := map[string]int{}
 	for _, m := range mods {
 		lic := Classify(readLicense(m.dir))
 		count[lic]++
 		if !OpenSource(lic) {
-			t.Errorf("%s is built with %s@%s, which is under %s", name, m.path, m.version, lic)
+			bad = append(bad, fmt.Sprintf("%s@%s, which is under %s", m.path, m.version, lic))
 		}
 	}
 	var parts []string
@@ -150,7 +179,7 @@ func checkAll(t *testing.T, name, what string, mods []mod) {
 		parts = append(parts, fmt.Sprintf("%s %d", lic, n))
 	}
 	sort.Strings(parts)
-	t.Logf("%-16s %d modules %s: %s", name, len(mods), what, strings.Join(parts, ", "))
+	return bad, strings.Join(parts, ", ")
 }
 
 // readLicense is the text of a module's licence file (any case: LICENSE,
@@ -240,5 +269,32 @@ func TestClassify(t *testing.T) {
 		if OpenSource(spdx) != want {
 			t.Errorf("OpenSource(%s) = %t", spdx, !want)
 		}
+	}
+}
+
+// A module under the Business Source License (Consul 1.20's text), or one
+// without any licence, is named; an MPL-2.0 one is not.
+func TestJudgeNamesBUSL(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if text != "" {
+			if err := os.WriteFile(filepath.Join(d, "LICENSE"), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	mods := []mod{
+		{"github.com/hashicorp/consul", "v1.20.6", write("busl", "License text copyright (c) 2020 HashiCorp, Inc. All rights reserved.\nBusiness Source License 1.1\n\nParameters\nLicensor: HashiCorp, Inc.")},
+		{"github.com/hashicorp/consul", "v1.16.3", write("mpl", "Mozilla Public License, version 2.0\n\n1. Definitions")},
+		{"example.com/nolicence", "v0.1.0", write("none", "")},
+	}
+	bad, summary := judge(mods)
+	if len(bad) != 2 || !strings.Contains(bad[0], "v1.20.6, which is under BUSL-1.1") || !strings.Contains(bad[1], "under none") {
+		t.Errorf("judge named %q (%s)", bad, summary)
 	}
 }

@@ -270,7 +270,7 @@ func (s *soaker) table(ran time.Duration, vs []Violation, procs, sessions, entri
 		row("fault: "+f, s.faults[f])
 	}
 	row("commands ignoring SIGTERM", s.ignored)
-	for _, k := range []string{"overlap", "token", "dishonest exit", "exit code"} {
+	for _, k := range []string{"overlap", "token", "dishonest exit", "exit code", "porcupine"} {
 		row("violations: "+k, kinds[k])
 	}
 	row("leaked processes", procs)
