@@ -36,11 +36,7 @@ func TestHealStaleBorgLock(t *testing.T) {
 	b := b14[0]
 	t.Logf("borg %s at %s", b.Version, b.Path)
 	srv := testcluster.StartServer(t)
-	dir := t.TempDir()
-	repo, pwfile, data := filepath.Join(dir, "repo"), filepath.Join(dir, "pass"), filepath.Join(dir, "data")
-	must(t, os.WriteFile(pwfile, []byte(borgPassphrase+"\n"), 0o600))
-	must(t, os.MkdirAll(data, 0o755))
-	must(t, os.WriteFile(filepath.Join(data, "file"), []byte("borg data"), 0o644))
+	repo, data, head := borgRepo(t, b)
 	borg := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command(b.Path, args...)
@@ -49,24 +45,8 @@ func TestHealStaleBorgLock(t *testing.T) {
 			t.Fatalf("borg %v: %v\n%s", args, err, out)
 		}
 	}
-	borg("init", "--encryption=repokey")
 	borg("create", "::first", data)
-	cfg := writeConfig(t, fmt.Sprintf(`
-lock {
-  ttl = "3s"
-  kill_timeout = "1s"
-  wait = "1m"
-}
-repository "b" {
-  tool = "borg"
-  location = %q
-  password_file = %q
-  unlock_native = "all"
-  env = {
-    BORG_BASE_DIR = %q
-    BORG_HOSTNAME_IS_UNIQUE = "no"
-  }
-}
+	cfg := writeConfig(t, head+fmt.Sprintf(`
 job "list" {
   repository = "b"
   command = ["borg", "list", "--lock-wait", "1"]
@@ -75,7 +55,7 @@ job "create" {
   repository = "b"
   command = ["borg", "create", "::second", %q]
 }
-`, repo, pwfile, filepath.Join(dir, "borgbase"), data))
+`, data))
 	env := borgEnvFor(t, b, srv)
 	key := repoKey(t, env, cfg)
 
@@ -125,4 +105,40 @@ func killedBorgHolder(t *testing.T, b testcluster.Borg, repo string) string {
 		t.Fatalf("the killed borg's lock is not %s: %v", want, err)
 	}
 	return want
+}
+
+// borgRepo makes a borg repository initialised by build b, its passphrase
+// file and a small data folder, and the config head the borg tests share:
+// the lock timing and repository "b" with unlock_native = "all" (the
+// BORG_* of a host that is not unique: borg clears no lock by itself).
+func borgRepo(t *testing.T, b testcluster.Borg) (repo, data, head string) {
+	t.Helper()
+	dir := t.TempDir()
+	repo, data = filepath.Join(dir, "repo"), filepath.Join(dir, "data")
+	pwfile := filepath.Join(dir, "pass")
+	must(t, os.WriteFile(pwfile, []byte(borgPassphrase+"\n"), 0o600))
+	must(t, os.MkdirAll(data, 0o755))
+	must(t, os.WriteFile(filepath.Join(data, "file"), []byte("borg data"), 0o644))
+	cmd := exec.Command(b.Path, "init", "--encryption=repokey")
+	cmd.Env = borgEnv(t, repo)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("borg init: %v\n%s", err, out)
+	}
+	return repo, data, fmt.Sprintf(`
+lock {
+  ttl = "3s"
+  kill_timeout = "1s"
+  wait = "1m"
+}
+repository "b" {
+  tool = "borg"
+  location = %q
+  password_file = %q
+  unlock_native = "all"
+  env = {
+    BORG_BASE_DIR = %q
+    BORG_HOSTNAME_IS_UNIQUE = "no"
+  }
+}
+`, repo, pwfile, filepath.Join(dir, "borgbase"))
 }

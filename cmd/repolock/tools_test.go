@@ -387,32 +387,8 @@ func runBorgJobs(t *testing.T, b testcluster.Borg) {
 	borg := b.Path
 	srv := testcluster.StartServer(t)
 	c := srv.Client(t)
-	dir := t.TempDir()
-	repo, pwfile, data := filepath.Join(dir, "repo"), filepath.Join(dir, "pass"), filepath.Join(dir, "data")
-	must(t, os.WriteFile(pwfile, []byte(borgPassphrase+"\n"), 0o600))
-	must(t, os.MkdirAll(data, 0o755))
-	must(t, os.WriteFile(filepath.Join(data, "file"), []byte("borg data"), 0o644))
-	initCmd := exec.Command(borg, "init", "--encryption=repokey")
-	initCmd.Env = borgEnv(t, repo)
-	if out, err := initCmd.CombinedOutput(); err != nil {
-		t.Fatalf("borg init: %v\n%s", err, out)
-	}
-	cfg := writeConfig(t, fmt.Sprintf(`
-lock {
-  ttl = "3s"
-  kill_timeout = "1s"
-  wait = "1m"
-}
-repository "b" {
-  tool = "borg"
-  location = %q
-  password_file = %q
-  unlock_native = "all"
-  env = {
-    BORG_BASE_DIR = %q
-    BORG_HOSTNAME_IS_UNIQUE = "no"
-  }
-}
+	repo, data, head := borgRepo(t, b)
+	cfg := writeConfig(t, head+fmt.Sprintf(`
 job "create" {
   repository = "b"
   command = ["borg", "create", "::a-{now:%%Y%%m%%dT%%H%%M%%S.%%f}", %q]
@@ -421,7 +397,8 @@ job "prune" {
   repository = "b"
   command = ["borg", "prune", "--keep-last", "1"]
 }
-`, repo, pwfile, filepath.Join(dir, "borgbase"), data))
+`, data))
+	dir := filepath.Dir(repo)
 	env := borgEnvFor(t, b, srv)
 	key := repoKey(t, env, cfg)
 
