@@ -304,9 +304,14 @@ job "short-kill" {
 		// Acceptance 3: a prune allocation is killed hard mid-run (SIGKILL
 		// of every process of the task, as an OOM kill would); the next
 		// forced backup completes with exit 0 and no operator action, and
-		// says which native lock it cleared. Index reads are rate-limited
-		// so that the prune is caught holding its restic lock.
-		s.run(t, jobFile("restic-prune"), "-var", `keep=["--keep-last","5","--limit-download","1"]`)
+		// says which native lock it cleared. restic forget runs its prune
+		// only when it removed a snapshot (cmd_forget.go), and a forget
+		// alone holds its lock for a moment: two more snapshots and
+		// --keep-last 1 make it prune, and rate-limited reads make the
+		// prune slow enough to be caught holding its restic lock.
+		restic(t, s.repo, s.pwfile, nil, "backup", s.data)
+		restic(t, s.repo, s.pwfile, nil, "backup", s.data)
+		s.run(t, jobFile("restic-prune"), "-var", `keep=["--keep-last","1","--limit-download","1"]`)
 		s.run(t, jobFile("restic-backup"), "-var", `paths=["`+s.data+`"]`)
 		before := len(s.nomad.Allocs(t, "restic-backup"))
 		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-prune")
