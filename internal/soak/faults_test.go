@@ -148,7 +148,13 @@ func holderAgentRestarted(t *testing.T, h *harness, cl *testcluster.Cluster) {
 		for _, past := range []bool{false, true} {
 			how := map[bool]string{false: "stopped gracefully", true: "killed"}[kill] + map[bool]string{false: ", back at once", true: ", back after the TTL"}[past]
 			key := strings.NewReplacer(" ", "-", ",", "").Replace(how)
-			holder, waiter := pair(t, h, cl, key, slow, 8*time.Second)
+			// Back after the TTL, the holder must still be running at its
+			// deadline: a graceful stop can take seconds, and the agent
+			// confirms renewals until it is down, so the last one may come
+			// up to 5 s after the stop began and the deadline 6 s after
+			// that. 20 s outlasts both; the fence ends the command anyway.
+			length := map[bool]time.Duration{false: 8 * time.Second, true: 20 * time.Second}[past]
+			holder, waiter := pair(t, h, cl, key, slow, length)
 			if kill {
 				agent.Kill(t)
 			} else {
