@@ -7,11 +7,14 @@ package testcluster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -157,21 +160,52 @@ func FreePort(t testing.TB, host string) int {
 	return FreePorts(t, host, 1)[0]
 }
 
-// FreePorts returns n distinct TCP ports that were free on host a moment
-// ago. The listeners are held until all n are found, so the kernel cannot
-// hand out one port twice (an agent refuses the same port for two uses).
+// FreePorts returns n distinct ports that were free on host, for TCP and
+// UDP alike, a moment ago (serf listens on both). They come from below the
+// kernel's ephemeral range, so no outgoing connection of another agent or
+// client can take one between this check and the agent's bind, and the
+// listeners are held until all n are found, so no port is handed out twice.
 func FreePorts(t testing.TB, host string, n int) []int {
 	t.Helper()
+	lo, hi := portRange()
 	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("testcluster: no free port on %s in [%d, %d)", host, lo, hi)
+		}
+		port := lo + rand.IntN(hi-lo)
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatalf("testcluster: no free port on %s: %v", host, err)
+			continue
 		}
 		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		defer u.Close()
+		ports = append(ports, port)
 	}
 	return ports
+}
+
+// portRange is where FreePorts looks: from 10000 up to the start of the
+// kernel's ephemeral range (net.ipv4.ip_local_port_range), or 20000-30000
+// when that cannot be read or leaves too little room.
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 20000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 20000, 30000
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		if eph, err := strconv.Atoi(f[0]); err == nil && eph > lo+2000 {
+			hi = eph
+		}
+	}
+	return lo, hi
 }
 
 // StartServer starts a single dev-mode server agent on 127.0.0.1 with
@@ -182,44 +216,65 @@ func StartServer(t testing.TB, opts ...Option) *Agent {
 	for _, fn := range opts {
 		fn(&o)
 	}
-	host := "127.0.0.1"
-	p := FreePorts(t, host, 3)
-	http, serf, server := p[0], p[1], p[2]
-	hcl := fmt.Sprintf(`
+	return startRetrying(t, func() *Agent {
+		host := "127.0.0.1"
+		p := FreePorts(t, host, 3)
+		http, serf, server := p[0], p[1], p[2]
+		hcl := fmt.Sprintf(`
 ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
 session_ttl_min = "1s"
 log_level = "warn"
 `, http, serf, server)
-	if o.maxConns > 0 {
-		hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", o.maxConns)
-	}
-	if o.acl {
-		hcl += fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }
+		if o.maxConns > 0 {
+			hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", o.maxConns)
+		}
+		if o.acl {
+			hcl += fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }
 `, ManagementToken, ManagementToken)
+		}
+		a := start(t, "server", host, serf, http, "-dev", "-hcl", hcl)
+		if o.acl {
+			a.Token = ManagementToken
+		}
+		return a
+	})
+}
+
+// startRetrying runs launch and waits until its agent is ready. An agent
+// that exits first (a port taken between FreePorts and its bind) is
+// launched again on new ports, up to three tries in all.
+func startRetrying(t testing.TB, launch func() *Agent) *Agent {
+	t.Helper()
+	const tries = 3
+	for try := 1; ; try++ {
+		a := launch()
+		err := waitAgents(30*time.Second, a)
+		if err == nil {
+			return a
+		}
+		a.Stop()
+		if !errors.Is(err, errExited) || try == tries {
+			t.Fatalf("testcluster: start, try %d of %d: %v", try, tries, err)
+		}
+		t.Logf("testcluster: start, try %d of %d, again on new ports: %v", try, tries, err)
 	}
-	a := start(t, "server", host, serf, http, "-dev", "-hcl", hcl)
-	if o.acl {
-		a.Token = ManagementToken
-	}
-	a.waitReady(t, 30*time.Second)
-	return a
 }
 
 // StartClient starts a client agent on 127.0.0.2 joined to server, for
 // partition tests: freezing it with Freeze cuts its callers off the cluster.
 func StartClient(t testing.TB, server *Agent) *Agent {
 	t.Helper()
-	host := "127.0.0.2"
-	p := FreePorts(t, host, 2)
-	http, serf := p[0], p[1]
-	hcl := fmt.Sprintf(`
+	return startRetrying(t, func() *Agent {
+		host := "127.0.0.2"
+		p := FreePorts(t, host, 2)
+		http, serf := p[0], p[1]
+		hcl := fmt.Sprintf(`
 ports { http = %d, serf_lan = %d, serf_wan = -1, dns = -1, grpc = -1, grpc_tls = -1 }
 log_level = "warn"
 `, http, serf)
-	a := start(t, "client", host, serf, http,
-		"-data-dir", t.TempDir(), "-retry-join", server.SerfLAN, "-retry-interval", "200ms", "-hcl", hcl)
-	a.waitReady(t, 30*time.Second)
-	return a
+		return start(t, "client", host, serf, http,
+			"-data-dir", t.TempDir(), "-retry-join", server.SerfLAN, "-retry-interval", "200ms", "-hcl", hcl)
+	})
 }
 
 // start starts one agent: role, host and the two ports name it in logs and
@@ -255,27 +310,70 @@ func start(t testing.TB, role, host string, serf, httpPort int, args ...string) 
 
 func (a *Agent) waitReady(t testing.TB, limit time.Duration) {
 	t.Helper()
-	c := a.Client(t)
+	if err := waitAgents(limit, a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// errExited is an agent that ended before it was ready: in a start, most
+// likely a port taken between FreePorts and its bind, so a new try helps.
+var errExited = errors.New("exited before it was ready")
+
+// waitAgents waits until every agent sees a leader and serves sessions. It
+// returns at once, wrapping errExited, when any of them exits; after limit
+// it names every agent not ready yet, with its log.
+func waitAgents(limit time.Duration, agents ...*Agent) error {
 	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		select {
-		case <-a.stopped:
-			t.Fatalf("testcluster: consul %s exited early:\n%s", a.Name, a.logBuf.String())
-		default:
+	pending := append([]*Agent(nil), agents...)
+	clients := map[*Agent]*api.Client{}
+	for _, a := range agents {
+		cfg := api.DefaultNonPooledConfig()
+		cfg.Address = a.Addr
+		cfg.Token = a.Token
+		c, err := api.NewClient(cfg)
+		if err != nil {
+			return err
 		}
-		leader, err := c.Status().Leader()
-		if err == nil && leader != "" {
-			// A leader alone is not enough right after election: the
-			// session endpoint must work too (it needs this node registered).
-			if _, _, err := c.Session().List(nil); err == nil {
-				if n, _, err := c.Catalog().Node(a.Name, nil); err == nil && n != nil {
-					return
-				}
+		clients[a] = c
+	}
+	for len(pending) > 0 {
+		var still []*Agent
+		for _, a := range pending {
+			if a.stoppedNow() {
+				return fmt.Errorf("testcluster: consul %s %w:\n%s", a.Name, errExited, a.logBuf.String())
 			}
+			if !a.readyNow(clients[a]) {
+				still = append(still, a)
+			}
+		}
+		pending = still
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var msg strings.Builder
+			for _, a := range pending {
+				fmt.Fprintf(&msg, "testcluster: consul %s not ready after %s:\n%s\n", a.Name, limit, a.logBuf.String())
+			}
+			return errors.New(msg.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("testcluster: consul %s not ready after %s:\n%s", a.Name, limit, a.logBuf.String())
+	return nil
+}
+
+// readyNow says whether the agent sees a leader, serves the session
+// endpoint and has its own node registered (a leader alone is not enough
+// right after an election).
+func (a *Agent) readyNow(c *api.Client) bool {
+	if leader, err := c.Status().Leader(); err != nil || leader == "" {
+		return false
+	}
+	if _, _, err := c.Session().List(nil); err != nil {
+		return false
+	}
+	n, _, err := c.Catalog().Node(a.Name, nil)
+	return err == nil && n != nil
 }
 
 // Client returns an API client for the agent (with the management token
@@ -356,13 +454,35 @@ type Cluster struct {
 
 // StartCluster starts servers (on 127.0.0.1, .2, …) with session_ttl_min
 // 1s and fast Raft timing, and clients on the next addresses, all joined,
-// and waits until every agent sees a leader.
+// and waits until every agent sees a leader. An agent that exits during the
+// start (a port another process took first) fails only that try: the whole
+// cluster is stopped and started again on new ports, up to three times.
 func StartCluster(t testing.TB, servers, clients int, opts ...Option) *Cluster {
 	t.Helper()
 	var o options
 	for _, fn := range opts {
 		fn(&o)
 	}
+	const tries = 3
+	for try := 1; ; try++ {
+		c := launchCluster(t, servers, clients, o)
+		err := waitAgents(60*time.Second, c.agents()...)
+		if err == nil {
+			return c
+		}
+		for _, a := range c.agents() {
+			a.Stop()
+		}
+		if !errors.Is(err, errExited) || try == tries {
+			t.Fatalf("testcluster: cluster start, try %d of %d: %v", try, tries, err)
+		}
+		t.Logf("testcluster: cluster start, try %d of %d, again on new ports: %v", try, tries, err)
+	}
+}
+
+// launchCluster starts the agents of one StartCluster try without waiting.
+func launchCluster(t testing.TB, servers, clients int, o options) *Cluster {
+	t.Helper()
 	c := &Cluster{}
 	var joins []string
 	type plan struct {
@@ -404,8 +524,11 @@ performance { raft_multiplier = 1 }
 			c.Clients = append(c.Clients, a)
 		}
 	}
-	c.WaitReady(t)
 	return c
+}
+
+func (c *Cluster) agents() []*Agent {
+	return append(append([]*Agent(nil), c.Servers...), c.Clients...)
 }
 
 // Leader returns the server that leads now, waiting up to limit for one.
@@ -502,7 +625,7 @@ func (c *Cluster) RestartServers(t testing.TB) {
 // sessions again, after a fault test has thawed or restarted some of them.
 func (c *Cluster) WaitReady(t testing.TB) {
 	t.Helper()
-	for _, a := range append(append([]*Agent(nil), c.Servers...), c.Clients...) {
-		a.waitReady(t, 60*time.Second)
+	if err := waitAgents(60*time.Second, c.agents()...); err != nil {
+		t.Fatal(err)
 	}
 }
