@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -142,8 +143,8 @@ func statusOf(err error) int {
 // callers see what went wrong; other answers are wrapped as they are.
 // need names the permission a 403 means the token lacks.
 func classify(op, need string, err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.As(err, new(*RefusedError)) {
+		return err
 	}
 	switch answer(err) {
 	case statusDenied:
@@ -168,3 +169,90 @@ func classify(op, need string, err error) error {
 // Classify is classify for other packages that read or write under a
 // lock's KV folder (the run history): need names the ACL permission.
 func Classify(op, need string, err error) error { return classify(op, need, err) }
+
+// RefusedError means Consul answered, and waiting will not change its
+// answer: a retry within Config.Wait would only repeat it for hours. Hint
+// names the setting to look at.
+type RefusedError struct {
+	Op   string
+	Err  error
+	Hint string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("consullock: Consul refused %s: %v; waiting will not change that: %s", e.Op, e.Err, e.Hint)
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Consul's words for the two session creates that fail as a 500, like a
+// lost leader, but never heal: only their text tells them apart. These and
+// renewStatus are the only answers read by their text.
+const (
+	// A client agent asked for a session in another datacenter
+	// (agent/session_endpoint.go): only a server agent forwards that.
+	crossDCClient = "cross datacenter lock must be created at server agent"
+	// The session's node is not in the catalog of the session's
+	// datacenter (structs.ErrMissingNode).
+	missingNode = "Missing node registration"
+)
+
+// refusedSession turns a session create that Consul failed with one of
+// the answers above into a *RefusedError; any other error is returned as
+// it is.
+func refusedSession(node, dc string, err error) error {
+	var se api.StatusError
+	if !errors.As(err, &se) || se.Code < 500 {
+		return err
+	}
+	where := "the agent's own datacenter"
+	if dc != "" {
+		where = "datacenter " + strconv.Quote(dc)
+	}
+	switch {
+	case strings.Contains(se.Body, crossDCClient):
+		return &RefusedError{Op: "create session", Err: err,
+			Hint: fmt.Sprintf("Consul creates a session in another datacenter (%s) only through a server agent (consul#6828): "+
+				"set consul.session_address (exec: -session-address) to a server agent's HTTP address, or point the address at one", where)}
+	case strings.Contains(se.Body, missingNode):
+		return &RefusedError{Op: "create session", Err: err,
+			Hint: fmt.Sprintf("the session node %q is missing from the catalog of the datacenter the session was asked of, though it was registered in %s; check consul.datacenter and that nothing deregisters the node", node, where)}
+	}
+	return err
+}
+
+// DatacenterError means the configured datacenter is not one the agent
+// knows (catalog/datacenters): a typo, or a datacenter not WAN-joined.
+type DatacenterError struct {
+	Name  string
+	Known []string
+}
+
+func (e *DatacenterError) Error() string {
+	return fmt.Sprintf("datacenter %q (consul.datacenter, or exec -datacenter) is not one this Consul agent knows (it knows %s): check the name, and that its servers are WAN-joined",
+		e.Name, strings.Join(e.Known, ", "))
+}
+
+// Datacenter checks that dc is among the datacenters the agent knows and
+// returns the one the locks live in: dc, or the agent's own when dc is
+// empty ("" when the agent does not say: agent:read is not in the
+// documented policy). An agent that does not answer within ctx is no error
+// here: the requests that follow retry or report it.
+func Datacenter(ctx context.Context, c *api.Client, dc string) (string, error) {
+	opts := (&api.QueryOptions{}).WithContext(ctx)
+	if dc == "" {
+		var self struct{ Config struct{ Datacenter string } }
+		if _, err := c.Raw().Query("/v1/agent/self", &self, opts); err != nil {
+			return "", nil
+		}
+		return self.Config.Datacenter, nil
+	}
+	var known []string
+	if _, err := c.Raw().Query("/v1/catalog/datacenters", &known, opts); err != nil {
+		return dc, nil
+	}
+	if slices.Contains(known, dc) {
+		return dc, nil
+	}
+	return "", &DatacenterError{Name: dc, Known: known}
+}

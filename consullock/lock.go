@@ -44,14 +44,28 @@ type Config struct {
 	// Node is the catalog-only node the session is bound to (registered if
 	// missing); default DefaultNode. Never the agent's own node, whose
 	// deregistration would invalidate the session behind our back.
-	Node   string
-	Mode   Mode
-	Lease  Lease
-	Tuning Tuning
+	Node string
+	// Datacenter is the one the Client's requests name (api.Config's
+	// Datacenter), where the locks live; "" for the agent's own. The
+	// session node is registered there: Consul's catalog register takes
+	// its datacenter from the request body, not from the client's ?dc=.
+	Datacenter string
+	// SessionClient, if set, registers the session node and creates the
+	// session; everything else goes through Client. Consul creates a
+	// session in another datacenter only through a server agent
+	// (consul#6828), so a client agent's repolock names one here.
+	SessionClient *api.Client
+	Mode          Mode
+	Lease         Lease
+	Tuning        Tuning
 	// Wait bounds how long Acquire waits for the grant; 0 tries once.
 	Wait   time.Duration
 	Holder Holder
 	Logger hclog.Logger
+	// OnRenew, if set, is called with the round trip of every renewal
+	// Consul confirmed (a metric: across a WAN it eats the margin). It
+	// runs on the renewal goroutine and must not block.
+	OnRenew func(rtt time.Duration)
 	// OnBusy, if set, is called once when the lock is not granted at once,
 	// with the live entries ahead of this contender.
 	OnBusy func(ahead []Record)
@@ -143,9 +157,12 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 
 // retryable reports whether a failed acquisition may succeed later:
 // Consul did not answer, had no leader, or the waiting session lapsed
-// because no renewal got through. A refusal (ACL) or a destroyed session
-// (an operator break) is final.
+// because no renewal got through. A refusal (ACL, or an answer waiting
+// cannot change) or a destroyed session (an operator break) is final.
 func retryable(err error) bool {
+	if errors.As(err, new(*RefusedError)) {
+		return false
+	}
 	var ue *UnreachableError
 	if errors.As(err, &ue) {
 		return true
@@ -215,7 +232,12 @@ func (l *Lock) createSession(ctx context.Context) error {
 	if node == "" {
 		node = DefaultNode
 	}
-	_, err := l.cfg.Client.Catalog().Register(&api.CatalogRegistration{
+	via := l.cfg.SessionClient
+	if via == nil {
+		via = l.cfg.Client
+	}
+	_, err := via.Catalog().Register(&api.CatalogRegistration{
+		Datacenter:     l.cfg.Datacenter,
 		Node:           node,
 		Address:        "127.0.0.1",
 		NodeMeta:       map[string]string{"repolock": "session-node"},
@@ -225,14 +247,15 @@ func (l *Lock) createSession(ctx context.Context) error {
 		return classify("register session node "+node, fmt.Sprintf("node:write on node %q (node %q { policy = \"write\" })", node, node), err)
 	}
 	sent := clock.Now()
-	id, _, err := l.sessions.CreateNoChecks(&api.SessionEntry{
+	id, _, err := via.Session().CreateNoChecks(&api.SessionEntry{
 		Name:     "repolock " + l.cfg.Key,
 		Node:     node,
 		TTL:      l.cfg.Lease.TTL.String(),
 		Behavior: api.SessionBehaviorDelete,
 	}, (&api.WriteOptions{}).WithContext(rctx))
 	if err != nil {
-		return classify("create session", fmt.Sprintf("session:write on node %q (session %q { policy = \"write\" })", node, node), err)
+		return classify("create session", fmt.Sprintf("session:write on node %q (session %q { policy = \"write\" })", node, node),
+			refusedSession(node, l.cfg.Datacenter, err))
 	}
 	l.session = id
 	l.entryKey = RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/" + id
@@ -579,6 +602,11 @@ func (l *Lock) renewLoop() {
 			return
 		default:
 			l.setLease(sent)
+			rtt := clock.Now().Sub(sent)
+			l.log.Debug("session renewed", "session", l.session, "rtt", rtt)
+			if l.cfg.OnRenew != nil {
+				l.cfg.OnRenew(rtt)
+			}
 			// Count the interval from the send, not the answer: a slow
 			// Consul must not stretch the gap between renewals.
 			timer.Reset(max(0, t.RenewInterval-clock.Now().Sub(sent)))

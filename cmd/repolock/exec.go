@@ -9,7 +9,6 @@ import (
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
 	"github.com/repolock/repolock/internal/plan"
-	"github.com/repolock/repolock/internal/run"
 )
 
 // commonFlags are the flags every command that talks to Consul takes.
@@ -38,6 +37,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 type execFlags struct {
 	common                                        commonFlags
 	key, repository, cfg, prefix, node, mode, sig string
+	datacenter, sessionAddr                       string
 	wait, ttl, killTimeout, renew, margin         time.Duration
 	set                                           map[string]bool // the flags given explicitly
 }
@@ -48,6 +48,8 @@ func (f *execFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.repository, "repository", "", "lock the repository of this name from the config instead of -key")
 	fs.StringVar(&f.cfg, "config", "", "config file for -repository (default $REPOLOCK_CONFIG, else ./config.hcl)")
 	fs.StringVar(&f.prefix, "prefix", consullock.DefaultPrefix, "Consul KV prefix")
+	fs.StringVar(&f.datacenter, "datacenter", "", "datacenter whose servers hold the lock (default the config's consul.datacenter, else the agent's own)")
+	fs.StringVar(&f.sessionAddr, "session-address", "", "a Consul server agent's HTTP address that creates the session, for a -datacenter other than the agent's (default the config's consul.session_address, else the agent)")
 	fs.StringVar(&f.node, "session-node", consullock.DefaultNode, "catalog-only node the session is bound to (needs node:write and session:write)")
 	fs.StringVar(&f.mode, "mode", "", "lock mode: exclusive or shared (default exclusive; with -repository inferred from the command)")
 	fs.DurationVar(&f.wait, "wait", defaults.Wait, "how long to wait for the lock (0: try once); then exit 75")
@@ -130,12 +132,18 @@ func cmdExec(args []string, stderr io.Writer) error {
 		return err
 	}
 	fitSupervisor(&spec, log)
-	client, err := consulClient(consulConf)
+	if f.datacenter != "" {
+		consulConf.Datacenter = f.datacenter
+	}
+	if f.sessionAddr != "" {
+		consulConf.SessionAddress = f.sessionAddr
+	}
+	r, err := newRunner(consulConf)
 	if err != nil {
 		return err
 	}
 	signals, stop := notifySignals()
 	defer stop()
-	r := &run.Runner{Client: client, Log: log, Signals: signals}
+	r.Log, r.Signals = log, signals
 	return r.Run(context.Background(), spec)
 }

@@ -54,11 +54,38 @@ func loadConfig(path string, stderr io.Writer) (*plan.Config, error) {
 }
 
 // consulClient builds the client from CONSUL_HTTP_* with the consul block's
-// overrides on top.
+// overrides on top. A datacenter the agent does not know fails here, at
+// once, whatever the wait (78).
 func consulClient(c config.Consul) (*api.Client, error) {
+	client, err := newClient(c, c.Address)
+	if err != nil {
+		return nil, err
+	}
+	if c.Datacenter != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), datacenterCheck)
+		defer cancel()
+		if _, err := consullock.Datacenter(ctx, client, c.Datacenter); err != nil {
+			return nil, err
+		}
+	}
+	return client, nil
+}
+
+// sessionClient is the client of consul.session_address, with the same
+// credentials as consulClient's; nil when none is set.
+func sessionClient(c config.Consul) (*api.Client, error) {
+	if c.SessionAddress == "" {
+		return nil, nil
+	}
+	return newClient(c, c.SessionAddress)
+}
+
+// newClient is a client of addr ("" for CONSUL_HTTP_ADDR) with the
+// environment's and the consul block's other settings.
+func newClient(c config.Consul, addr string) (*api.Client, error) {
 	conf := api.DefaultConfig()
-	if c.Address != "" {
-		conf.Address = c.Address
+	if addr != "" {
+		conf.Address = addr
 	}
 	if c.Datacenter != "" {
 		conf.Datacenter = c.Datacenter
@@ -69,10 +96,27 @@ func consulClient(c config.Consul) (*api.Client, error) {
 	}
 	client, err := api.NewClient(conf)
 	if err != nil {
-		return nil, &run.ConfigError{Msg: fmt.Sprintf("Consul client: %v", err)}
+		return nil, &run.ConfigError{Msg: fmt.Sprintf("Consul client for %s: %v", conf.Address, err)}
 	}
 	return client, nil
 }
+
+// newRunner is a Runner on the consul block's clients, for run and exec.
+func newRunner(c config.Consul) (*run.Runner, error) {
+	client, err := consulClient(c)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := sessionClient(c)
+	if err != nil {
+		return nil, err
+	}
+	return &run.Runner{Client: client, SessionClient: sessions, Datacenter: c.Datacenter}, nil
+}
+
+// datacenterCheck bounds the look at catalog/datacenters: an agent that
+// does not answer in time is left to the requests that follow.
+const datacenterCheck = 2 * time.Second
 
 func cmdRun(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -110,13 +154,13 @@ func cmdRun(args []string, stderr io.Writer) error {
 	spec, _ := cfg.JobSpec(job.Name) // loadConfig refused a job that does not plan
 	spec.Holder = consullock.LocalHolder(version, job.Name)
 	fitSupervisor(&spec, log)
-	client, err := consulClient(cfg.Consul)
+	r, err := newRunner(cfg.Consul)
 	if err != nil {
 		return err
 	}
 	signals, stop := notifySignals()
 	defer stop()
-	r := &run.Runner{Client: client, Log: log.With("job", job.Name, "repository", job.Repository), Signals: signals}
+	r.Signals, r.Log = signals, log.With("job", job.Name, "repository", job.Repository)
 	r.OnStart = func(vars []string) { hooks.Run(job.Hooks, hooks.Start, vars, r.Log) }
 	err = r.Run(context.Background(), spec)
 	// After the release: metrics and hooks never hold the lock. Both read
@@ -250,7 +294,8 @@ func recordMetrics(job *config.Job, sum run.Summary, o run.Outcome, log hclog.Lo
 		return
 	}
 	r := metrics.Run{Job: job.Name, Repository: job.Repository, Mode: string(sum.Mode), Outcome: o.Metric(),
-		Exit: o.Code, Started: sum.Started, Ended: sum.Ended, NativeLocksCleared: sum.NativeLocksCleared, Version: version}
+		Exit: o.Code, Started: sum.Started, Ended: sum.Ended, NativeLocksCleared: sum.NativeLocksCleared, Version: version,
+		RenewRTT: sum.RenewRTT}
 	if !sum.Granted.IsZero() {
 		r.LockWait = sum.Granted.Sub(sum.Started)
 	} else {

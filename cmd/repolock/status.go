@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,15 +48,27 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var dc string
+	if cfg != nil {
+		dc = cfg.Consul.Datacenter
+	}
+	dctx, dcancel := context.WithTimeout(ctx, datacenterCheck)
+	dc, _ = consullock.Datacenter(dctx, client, dc) // checked by consulClient already
+	dcancel()
 	stale := staleJobs(cfg, key, repos, time.Now())
 	if *asJSON {
-		out := statusJSON{Locks: repos, Stale: append([]string{}, stale...)}
+		out := statusJSON{Datacenter: dc, Locks: repos, Stale: append([]string{}, stale...)}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
+		where := "the agent's own datacenter (agent:read would name it)"
+		if dc != "" {
+			where = "datacenter " + strconv.Quote(dc)
+		}
+		fmt.Fprintf(stdout, "locks in %s\n", where)
 		printStatus(stdout, repos, time.Now())
 	}
 	for _, s := range stale {
@@ -70,8 +83,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 // statusJSON is what `repolock status -json` prints; README documents it
 // as a stable schema. Every list is [] when empty, never null.
 type statusJSON struct {
-	Locks []lockStatus `json:"locks"`
-	Stale []string     `json:"stale"`
+	// Datacenter is the one the locks live in ("" when the agent would
+	// not say, which takes agent:read).
+	Datacenter string       `json:"datacenter"`
+	Locks      []lockStatus `json:"locks"`
+	Stale      []string     `json:"stale"`
 }
 
 // lockStatus is one lock key as status shows it: its live contenders

@@ -50,6 +50,11 @@ type Consul struct {
 	Prefix     string // KV prefix, consullock.DefaultPrefix unless set
 	TokenFile  string
 	Datacenter string
+	// SessionAddress is a server agent's HTTP address that creates the
+	// sessions, for a Datacenter other than the agent's own: Consul creates
+	// a session in another datacenter only through a server agent
+	// (consul#6828). "" creates them through Address.
+	SessionAddress string
 	// SessionNode is the catalog-only node sessions are bound to; ""
 	// leaves it to consullock (consullock.DefaultNode). Never an agent's
 	// node, whose deregistration on a graceful agent restart would

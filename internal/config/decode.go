@@ -42,6 +42,7 @@ type consulBody struct {
 	Prefix      *string `hcl:"prefix,optional"`
 	TokenFile   *string `hcl:"token_file,optional"`
 	Datacenter  *string `hcl:"datacenter,optional"`
+	SessionAddr *string `hcl:"session_address,optional"`
 	SessionNode *string `hcl:"session_node,optional"`
 	// Token is accepted by the schema only so it can be rejected with an
 	// explanation instead of "unsupported argument"; it is never evaluated.
@@ -296,6 +297,11 @@ func (d *decoder) consul(b *hcl.Block, c *Consul) {
 	c.Address = deref(cb.Address)
 	c.TokenFile = deref(cb.TokenFile)
 	c.Datacenter = deref(cb.Datacenter)
+	c.SessionAddress = deref(cb.SessionAddr)
+	if c.Datacenter != "" && !validName(c.Datacenter) {
+		d.errorf(ranges, "datacenter", b, "Invalid datacenter name",
+			"%q is not a valid Consul datacenter name: use letters, digits, '.', '_' and '-'.", c.Datacenter)
+	}
 	if n := deref(cb.SessionNode); n != "" {
 		if !validName(n) {
 			d.errorf(ranges, "session_node", b, "Invalid session node name",

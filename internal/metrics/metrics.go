@@ -53,6 +53,22 @@ type Run struct {
 	LockWait              time.Duration
 	NativeLocksCleared    int
 	Version               string
+	// RenewRTT holds the round trips of the run's confirmed renewals
+	// (NewRenewRTT); nil for none.
+	RenewRTT prometheus.Histogram
+}
+
+// RenewRTTName is the histogram of renewal round trips; its buckets reach
+// from a loopback agent to a renewal across a slow WAN.
+const RenewRTTName = "repolock_renew_rtt_seconds"
+
+var renewRTTBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+// NewRenewRTT is the histogram a run observes its renewal round trips in;
+// Write adds it to the previous runs' counts.
+func NewRenewRTT() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: RenewRTTName,
+		Help: "Round trips of confirmed session renewals.", Buckets: renewRTTBuckets})
 }
 
 // Write records run in every configured sink; errors are joined.
@@ -149,24 +165,30 @@ func label(m *dto.Metric, name string) string {
 
 // previous is the value of the series of name whose labels include want.
 func previous(prev map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	m := series(prev, name, want)
+	if c := m.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return m.GetGauge().GetValue()
+}
+
+// series is the previous series of name whose labels include want, nil
+// when there is none.
+func series(prev map[string]*dto.MetricFamily, name string, want map[string]string) *dto.Metric {
 	mf := prev[name]
 	if mf == nil {
-		return 0
+		return nil
 	}
 	for _, m := range mf.Metric {
 		match := true
 		for k, v := range want {
 			match = match && label(m, k) == v
 		}
-		if !match {
-			continue
+		if match {
+			return m
 		}
-		if c := m.GetCounter(); c != nil {
-			return c.GetValue()
-		}
-		return m.GetGauge().GetValue()
 	}
-	return 0
+	return nil
 }
 
 // registry builds this run's metrics on top of the previous ones; base
@@ -218,9 +240,41 @@ func registry(run Run, base prometheus.Labels, prev map[string]*dto.MetricFamily
 	}
 	counter("repolock_lock_lost_total", "Runs that lost their lock while the command ran.", labels, lost)
 	counter("repolock_native_locks_cleared_total", "Backup tools' own locks repolock removed.", labels, float64(run.NativeLocksCleared))
+	if run.RenewRTT != nil {
+		reg.MustRegister(constMetric{renewRTT(run.RenewRTT, labels, prev)})
+	}
 	gauge("repolock_build_info", "repolock's version.", prometheus.Labels{"version": run.Version}, 1)
 	return reg
 }
+
+// renewRTT is the run's renewal histogram added to the previous one of the
+// same labels, bucket by bucket (cumulative counts, as Prometheus keeps
+// them).
+func renewRTT(h prometheus.Histogram, l prometheus.Labels, prev map[string]*dto.MetricFamily) prometheus.Metric {
+	var now dto.Metric
+	_ = h.Write(&now)
+	count, sum := now.GetHistogram().GetSampleCount(), now.GetHistogram().GetSampleSum()
+	buckets := map[float64]uint64{}
+	for _, b := range now.GetHistogram().GetBucket() {
+		buckets[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
+	if old := series(prev, RenewRTTName, l).GetHistogram(); old != nil {
+		count, sum = count+old.GetSampleCount(), sum+old.GetSampleSum()
+		for _, b := range old.GetBucket() {
+			if _, ok := buckets[b.GetUpperBound()]; ok {
+				buckets[b.GetUpperBound()] += b.GetCumulativeCount()
+			}
+		}
+	}
+	desc := prometheus.NewDesc(RenewRTTName, "Round trips of confirmed session renewals.", nil, l)
+	return prometheus.MustNewConstHistogram(desc, count, sum, buckets)
+}
+
+// constMetric registers one ready-made metric.
+type constMetric struct{ m prometheus.Metric }
+
+func (c constMetric) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.Desc() }
+func (c constMetric) Collect(ch chan<- prometheus.Metric) { ch <- c.m }
 
 func unix(t time.Time) float64 {
 	if t.IsZero() {

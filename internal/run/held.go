@@ -163,9 +163,15 @@ func releaseAll(locks []*consullock.Lock, spec Spec) {
 func releaseTimeout(spec Spec) time.Duration { return max(spec.Timing.RenewInterval, 2*time.Second) }
 
 func (r *Runner) lockConfig(spec Spec, t Target, wait time.Duration) consullock.Config {
+	rtt := r.Summary.RenewRTT
 	return consullock.Config{
-		Client: r.Client, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode,
+		Client: r.Client, SessionClient: r.SessionClient, Datacenter: r.Datacenter, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode,
 		Lease: consullock.Lease(spec.Timing.Lease), Wait: wait, Holder: spec.Holder, Logger: r.Log,
+		OnRenew: func(d time.Duration) {
+			if rtt != nil {
+				rtt.Observe(d.Seconds())
+			}
+		},
 		OnBusy: func(ahead []consullock.Record) {
 			h := ahead[0]
 			r.Log.Info("lock busy; waiting", "key", t.Key, "wait", spec.Wait, "holder",

@@ -80,7 +80,7 @@ func Of(err error) Outcome {
 		o.Kind, o.Code = Failure, execErr.Code
 	case errors.As(err, new(*UsageError)):
 		o.Kind, o.Code = Usage, exitcode.Usage
-	case errors.As(err, new(*ConfigError)):
+	case errors.As(err, new(*ConfigError)), errors.As(err, new(*consullock.DatacenterError)):
 		o.Kind, o.Code = Config, exitcode.Config
 	case errors.As(err, &stale):
 		o.Kind, o.Code = Stale, exitcode.Stale
@@ -88,7 +88,9 @@ func Of(err error) Outcome {
 	// unreachable carries that loss inside its UnreachableError.
 	case errors.As(err, &denied):
 		o.Kind, o.Code = Denied, exitcode.Denied
-	case errors.As(err, &unreach):
+	// Consul answered in a way waiting cannot change: as unusable as a
+	// Consul that does not answer, but final at once.
+	case errors.As(err, &unreach), errors.As(err, new(*consullock.RefusedError)):
 		o.Kind, o.Code = Unreachable, exitcode.Unreachable
 	// ErrLost outside a LockLostError: the session ended while still
 	// waiting (an operator break), so the lock was not acquired.

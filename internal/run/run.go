@@ -15,9 +15,11 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/history"
+	"github.com/repolock/repolock/internal/metrics"
 	"github.com/repolock/repolock/internal/supervise"
 	"github.com/repolock/repolock/internal/timing"
 	"github.com/repolock/repolock/plugin"
@@ -62,9 +64,16 @@ type Target struct {
 
 // Runner runs specs against one Consul client.
 type Runner struct {
-	Client  *api.Client
-	Log     hclog.Logger
-	Signals <-chan os.Signal // signals to forward to the command
+	Client *api.Client
+	// SessionClient, if set, creates the sessions (consullock.Config's
+	// SessionClient): a server agent, when Client is a client agent and
+	// the locks live in another datacenter.
+	SessionClient *api.Client
+	// Datacenter is the one Client's requests name, where the locks live
+	// ("" for the agent's own): consullock.Config's Datacenter.
+	Datacenter string
+	Log        hclog.Logger
+	Signals    <-chan os.Signal // signals to forward to the command
 	// Started, when set, is called with each command's process once it
 	// runs (tests use it to act on the command mid-run).
 	Started func(*supervise.Process)
@@ -89,6 +98,9 @@ type Summary struct {
 	Vars []string
 	// InterruptedBy names the stop signal forwarded to the command, if any.
 	InterruptedBy string
+	// RenewRTT holds the round trip of every confirmed renewal of the
+	// run's sessions (metrics.NewRenewRTT).
+	RenewRTT prometheus.Histogram
 }
 
 // deadlinePoll is how often the loop compares CLOCK_BOOTTIME with the kill
@@ -109,7 +121,7 @@ func terminating(s syscall.Signal) bool {
 // with its tool's "native lock busy" code and a repository's unlock_native
 // allows it, Run heals (see heal) and runs the command once more.
 func (r *Runner) Run(ctx context.Context, spec Spec) error {
-	r.Summary = Summary{Started: time.Now(), Vars: hookVars(spec, spec.primary(), nil)}
+	r.Summary = Summary{Started: time.Now(), Vars: hookVars(spec, spec.primary(), nil), RenewRTT: metrics.NewRenewRTT()}
 	defer func() { r.Summary.Ended = time.Now() }()
 	first := r.attempt(ctx, spec, nil)
 	if !first.busy || !healable(spec) {
