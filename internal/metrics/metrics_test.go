@@ -61,3 +61,40 @@ func TestTextfileCarriesOver(t *testing.T) {
 		t.Errorf("textfile directory holds %d files, want only the job's", len(entries))
 	}
 }
+
+// The renewal round trips of each run add to the previous runs' histogram,
+// bucket by bucket.
+func TestRenewRTTHistogramCarriesOver(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 12, 4, 2, 0, 0, 0, time.UTC)
+	for i, rtts := range [][]float64{{0.002, 0.3}, {0.4, 0.45, 7}} {
+		h := NewRenewRTT()
+		for _, v := range rtts {
+			h.Observe(v)
+		}
+		run := Run{Job: "wan", Repository: "shared", Mode: "shared", Outcome: Success, Started: t0.Add(time.Duration(i) * time.Hour),
+			Ended: t0.Add(time.Duration(i)*time.Hour + time.Minute), Version: "test", RenewRTT: h}
+		if err := Write(context.Background(), Sink{Textfile: dir}, run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(TextfileName(dir, "wan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mfs, err := parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := series(mfs, RenewRTTName, map[string]string{"job": "wan", "repository": "shared"}).GetHistogram()
+	if h.GetSampleCount() != 5 || h.GetSampleSum() < 8.15 || h.GetSampleSum() > 8.16 {
+		t.Fatalf("histogram count %d, sum %v; want 5 and 8.152", h.GetSampleCount(), h.GetSampleSum())
+	}
+	want := map[float64]uint64{0.0025: 1, 0.25: 1, 0.5: 4, 5: 4}
+	for _, b := range h.GetBucket() {
+		if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
+			t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+		}
+	}
+}
