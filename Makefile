@@ -97,7 +97,7 @@ test: tools build fmt-check vet
 	$(GO) test -count=1 -p 1 -timeout 15m ./...
 
 bench: tools build
-	$(GO) test -run '^$$' -bench 'Compare|Scale' -benchtime 1x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench 'Compare|Scale|Datacenters' -benchtime 1x -timeout 30m ./bench/
 
 # The soak: contenders and random faults on a 3-server cluster for $(SOAK)
 # (`make test` runs a 60 s version); the table goes to bench/soak.md.

@@ -10,8 +10,13 @@ consul {
   prefix = "repolock"
   # File holding the ACL token; a literal `token` is refused, since this file gets rendered and printed.
   token_file = env("CONSUL_HTTP_TOKEN_FILE", "")
-  # Datacenter whose servers hold the locks; the agent's own when left out.
+  # Datacenter whose servers hold the locks; the agent's own when left out. Every host of a repository names
+  # the same one (README "Several datacenters"); a name the agent does not know fails at once (exit 78).
   datacenter = "dc1"
+  # A server agent's HTTP address that creates the sessions when `datacenter` is not the agent's own and the
+  # agent is a client agent (Consul refuses that on client agents), e.g. "consul-server.dc2:8500"; the agent
+  # itself when empty.
+  session_address = ""
   # Catalog-only node the lock sessions are bound to (registered if missing; the token needs node:write and
   # session:write on it); default "repolock". Not an agent's node: its deregistration would drop the sessions.
   session_node = "repolock"

@@ -39,6 +39,12 @@ variable "datacenters" {
   default = ["*"]
 }
 
+variable "lock_datacenter" {
+  type        = string
+  default     = ""
+  description = "the Consul datacenter whose servers hold the locks, for a repository that hosts in several datacenters write to (README \"Several datacenters\"); empty: the agent's own"
+}
+
 job "borg-create" {
   type        = "batch"
   datacenters = var.datacenters
@@ -93,6 +99,9 @@ job "borg-create" {
       template {
         destination = "local/repolock.hcl"
         data        = <<-EOT
+          consul {
+            datacenter = "${var.lock_datacenter}"
+          }
           lock {
             wait         = "6h"
             on_busy      = "skip"

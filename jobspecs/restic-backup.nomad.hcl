@@ -51,6 +51,12 @@ variable "datacenters" {
   default = ["*"]
 }
 
+variable "lock_datacenter" {
+  type        = string
+  default     = ""
+  description = "the Consul datacenter whose servers hold the locks, for a repository that hosts in several datacenters write to (README \"Several datacenters\"); empty: the agent's own"
+}
+
 variable "unlock_native" {
   type        = string
   default     = "all"
@@ -119,6 +125,9 @@ job "restic-backup" {
       template {
         destination = "local/repolock.hcl"
         data        = <<-EOT
+          consul {
+            datacenter = "${var.lock_datacenter}"
+          }
           lock {
             wait         = "6h"
             on_busy      = "skip"

@@ -31,6 +31,12 @@ variable "datacenters" {
   default = ["*"]
 }
 
+variable "lock_datacenter" {
+  type        = string
+  default     = ""
+  description = "the Consul datacenter whose servers hold the locks, for a repository that hosts in several datacenters write to (README \"Several datacenters\"); empty: the agent's own"
+}
+
 job "restic-check" {
   type        = "batch"
   datacenters = var.datacenters
@@ -84,6 +90,9 @@ job "restic-check" {
       template {
         destination = "local/repolock.hcl"
         data        = <<-EOT
+          consul {
+            datacenter = "${var.lock_datacenter}"
+          }
           lock {
             wait         = "1h"
             kill_timeout = "15s"

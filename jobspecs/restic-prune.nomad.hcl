@@ -41,6 +41,12 @@ variable "datacenters" {
   default = ["*"]
 }
 
+variable "lock_datacenter" {
+  type        = string
+  default     = ""
+  description = "the Consul datacenter whose servers hold the locks, for a repository that hosts in several datacenters write to (README \"Several datacenters\"); empty: the agent's own"
+}
+
 variable "unlock_native" {
   type    = string
   default = "all"
@@ -101,6 +107,9 @@ job "restic-prune" {
       template {
         destination = "local/repolock.hcl"
         data        = <<-EOT
+          consul {
+            datacenter = "${var.lock_datacenter}"
+          }
           lock {
             wait         = "12h"
             kill_timeout = "15s"

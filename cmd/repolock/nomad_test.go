@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/plan"
 	"github.com/repolock/repolock/internal/testcluster"
 )
 
@@ -401,4 +402,81 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) != 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+// Issue 22: every job file takes the lock's datacenter as a variable,
+// empty by default, and renders it into repolock's config: `nomad job run
+// -output` interpolates the variables as Nomad would, consul-template
+// renders the config's template as Nomad's client would (it reads only
+// the task's environment), and the config loads with that datacenter.
+func TestJobspecsRenderLockDatacenter(t *testing.T) {
+	nomad, ct := testcluster.Binary(t, "nomad"), testcluster.Binary(t, "consul-template")
+	for _, job := range []string{"restic-backup", "restic-check", "restic-prune", "borg-create"} {
+		for _, dc := range []string{"", "dc1"} {
+			args := []string{"job", "run", "-output", "-var", "repository=/srv/backup/" + job}
+			if job == "restic-backup" || job == "borg-create" {
+				args = append(args, "-var", `paths=["/data"]`)
+			}
+			if dc != "" {
+				args = append(args, "-var", "lock_datacenter="+dc)
+			}
+			cmd := exec.Command(nomad, append(args, jobFile(job))...)
+			cmd.Env = append(os.Environ(), "NOMAD_ADDR=http://127.0.0.1:1") // -output asks no agent
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%s: nomad job run -output: %v\n%s", job, err, &stderr)
+			}
+			var doc struct {
+				Job struct {
+					TaskGroups []struct {
+						Tasks []struct {
+							Templates []struct{ DestPath, EmbeddedTmpl string }
+						}
+					}
+				}
+			}
+			must(t, json.Unmarshal(out, &doc))
+			var rendered string
+			for _, tg := range doc.Job.TaskGroups {
+				for _, task := range tg.Tasks {
+					for _, tpl := range task.Templates {
+						if tpl.DestPath == "local/repolock.hcl" {
+							rendered = renderOffline(t, ct, tpl.EmbeddedTmpl)
+						}
+					}
+				}
+			}
+			if rendered == "" {
+				t.Fatalf("%s: no template renders local/repolock.hcl", job)
+			}
+			cfg, _, diags := plan.Load(writeConfig(t, rendered))
+			if diags.HasErrors() {
+				t.Fatalf("%s with lock_datacenter %q: the rendered config does not load: %v\n%s", job, dc, diags, rendered)
+			}
+			if cfg.Consul.Datacenter != dc {
+				t.Errorf("%s with lock_datacenter %q: the config's datacenter is %q", job, dc, cfg.Consul.Datacenter)
+			}
+		}
+	}
+}
+
+// renderOffline renders a job file's template with consul-template, in the
+// environment Nomad gives a task (NOMAD_META_args for the ad-hoc job);
+// templates that read only the environment need no Consul.
+func renderOffline(t *testing.T, ct, tmpl string) string {
+	t.Helper()
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.tmpl"), filepath.Join(dir, "out.hcl")
+	must(t, os.WriteFile(in, []byte(tmpl), 0o644))
+	cmd := exec.Command(ct, "-once", "-template", in+":"+out)
+	cmd.Env = append(testcluster.CleanEnv(), "NOMAD_TASK_DIR=/alloc/local", "NOMAD_SECRETS_DIR=/alloc/secrets",
+		"NOMAD_META_args=check --read-data", "CONSUL_HTTP_ADDR=127.0.0.1:1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("consul-template: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	must(t, err)
+	return string(b)
 }
