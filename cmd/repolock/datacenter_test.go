@@ -82,16 +82,9 @@ func fedExec(t *testing.T, dc1, dc2, dc2srv *testcluster.Agent) {
 // from dc2.
 func fedOperator(t *testing.T, dc1, dc2, dc2srv *testcluster.Agent) {
 	repo, pwfile, data := resticRepo(t)
-	body := resticHead(repo, pwfile, "all", true) + fmt.Sprintf(`
-job "backup" {
-  repository = "r"
-  command = ["restic", "backup", %q]
-}
-job "slow-check" {
-  repository = "r"
-  command = ["restic", "check", "--read-data", "--limit-download", "4"]
-}
-`, data)
+	heal, err := os.ReadFile(healConfig(t, repo, pwfile, data, "all"))
+	must(t, err)
+	body := string(heal)
 	// Each datacenter's hosts have their config: dc2's names its server.
 	cfg1, cfg2 := writeConfig(t, dcConfig(nil)+body), writeConfig(t, dcConfig(dc2srv)+body)
 	env1, env2 := toolEnv(t, dc1, ""), toolEnv(t, dc2, "")

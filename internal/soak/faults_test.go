@@ -16,10 +16,7 @@ import (
 // records: no overlap, fencing tokens in order, documented exit codes.
 func TestFaultMatrix(t *testing.T) {
 	cl := testcluster.StartCluster(t, 3, 2)
-	cases := []struct {
-		name string
-		run  func(t *testing.T, h *harness, cl *testcluster.Cluster)
-	}{
+	runCases(t, cl, []fcase[*testcluster.Cluster]{
 		{"leader killed", leaderKilled},
 		{"quorum lost past the TTL", quorumLost},
 		{"leader frozen past the TTL", leaderFrozen},
@@ -28,12 +25,24 @@ func TestFaultMatrix(t *testing.T) {
 		{"guard frozen", guardFrozen},
 		{"guard killed", guardKilled},
 		{"waiter's agent restarted", waiterAgentRestarted},
-	}
+	}, cl.WaitReady)
+}
+
+// fcase is one case of a fault test on a shared cluster C.
+type fcase[C any] struct {
+	name string
+	run  func(t *testing.T, h *harness, cl C)
+}
+
+// runCases runs each case as a subtest with its own harness, then after
+// (which waits until the cluster is whole again), then checks the case's
+// records.
+func runCases[C any](t *testing.T, cl C, cases []fcase[C], after func(t testing.TB)) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)
 			c.run(t, h, cl)
-			cl.WaitReady(t)
+			after(t)
 			if vs := h.violations(); len(vs) == 0 {
 				t.Logf("%d runs: 0 overlaps, tokens in order, exit codes documented", len(h.recs))
 			}
@@ -79,7 +88,13 @@ func handover(t *testing.T, holder, waiter Record) time.Duration {
 // the holder keeps its lock and runs to its end (exit 0), then the waiter.
 func leaderKilled(t *testing.T, h *harness, cl *testcluster.Cluster) {
 	holder, waiter := pair(t, h, cl, "leader-killed", slow, 10*time.Second)
-	leader := cl.Leader(t, 10*time.Second)
+	rideOutLeaderKill(t, h, cl, cl.Leader(t, 10*time.Second), holder, waiter)
+}
+
+// rideOutLeaderKill kills cl's leader while holder holds and waiter
+// waits, restarts it once a new one is elected, and expects both runs to
+// end with 0, the waiter after the holder.
+func rideOutLeaderKill(t *testing.T, h *harness, cl *testcluster.Cluster, leader *testcluster.Agent, holder, waiter *run) {
 	leader.Kill(t)
 	killed := time.Now()
 	next := cl.Leader(t, 30*time.Second)

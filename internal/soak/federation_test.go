@@ -20,28 +20,17 @@ import (
 // its records with Check and Porcupine, and that nothing is left in dc1.
 func TestTwoDatacenters(t *testing.T) {
 	f := testcluster.StartFederation(t)
-	cases := []struct {
-		name string
-		run  func(t *testing.T, h *harness, f *testcluster.Federation)
-	}{
+	runCases(t, f, []fcase[*testcluster.Federation]{
 		{"mutual exclusion and FIFO across datacenters", fedFIFO},
 		{"WAN cut while a dc2 holder runs", fedWANCut},
 		{"WAN latency of 200 ms each way", fedLatency},
 		{"dc1 leader killed while a dc2 holder holds", fedLeaderKilled},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t)
-			c.run(t, h, f)
-			f.DC1.WaitReady(t)
-			if vs := h.violations(); len(vs) == 0 {
-				t.Logf("%d runs: 0 overlaps, tokens in order, exit codes documented", len(h.recs))
-			}
-			if s, e := leaks(t, f.DC1.Servers[0].Client(t), 30*time.Second); len(s)+len(e) > 0 {
-				t.Errorf("left in dc1 after the case: sessions %q, entries %q", s, e)
-			}
-		})
-	}
+	}, func(t testing.TB) {
+		f.DC1.WaitReady(t)
+		if s, e := leaks(t, f.DC1.Servers[0].Client(t), 30*time.Second); len(s)+len(e) > 0 {
+			t.Errorf("left in dc1 after the case: sessions %q, entries %q", s, e)
+		}
+	})
 }
 
 // inDC1 is the flag set of a run on agent whose locks live in dc1, with
@@ -191,16 +180,7 @@ func fedLeaderKilled(t *testing.T, h *harness, f *testcluster.Federation) {
 	}
 	waiter := h.start(spec{agent: other, key: "fed-leader", mode: "exclusive", length: time.Second, flags: inDC1(f, other, slow, "-wait", "2m")})
 	queued(t, other.Client(t), waiter, "fed-leader")
-	leader.Kill(t)
-	killed := time.Now()
-	next := f.DC1.Leader(t, 30*time.Second)
-	t.Logf("dc1 leader %s killed; %s elected %s later", leader.Name, next.Name, time.Since(killed).Round(time.Millisecond))
-	leader.Restart(t)
-	hr := h.finish(holder, time.Minute)
-	expect(t, holder, hr, 0)
-	wr := h.finish(waiter, time.Minute)
-	expect(t, waiter, wr, 0)
-	handover(t, hr, wr)
+	rideOutLeaderKill(t, h, f.DC1, leader, holder, waiter)
 	if strings.Contains(holder.out.String(), "lock lost") {
 		t.Errorf("the dc2 holder logged a loss:\n%s", holder.out)
 	}

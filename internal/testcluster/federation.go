@@ -1,7 +1,6 @@
 package testcluster
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -42,22 +41,20 @@ const (
 // again on new ports, up to three times.
 func StartFederation(t testing.TB) *Federation {
 	t.Helper()
-	const tries = 3
-	for try := 1; ; try++ {
-		f := launchFederation(t)
-		err := waitAgents(90*time.Second, append(f.DC1.agents(), f.DC2.agents()...)...)
+	var f *Federation
+	tries(t, "federation start", func() ([]*Agent, error) {
+		f = launchFederation(t)
+		agents := append(f.DC1.agents(), f.DC2.agents()...)
+		err := waitAgents(90*time.Second, agents...)
 		if err == nil {
 			err = f.waitWAN(60 * time.Second)
 		}
-		if err == nil {
-			return f
+		if err != nil {
+			f.stopProxies()
 		}
-		f.stop()
-		if !errors.Is(err, errExited) || try == tries {
-			t.Fatalf("testcluster: federation start, try %d of %d: %v", try, tries, err)
-		}
-		t.Logf("testcluster: federation start, try %d of %d, again on new ports: %v", try, tries, err)
-	}
+		return agents, err
+	})
+	return f
 }
 
 func launchFederation(t testing.TB) *Federation {
@@ -142,13 +139,6 @@ func (f *Federation) waitWAN(limit time.Duration) error {
 		}
 	}
 	return fmt.Errorf("testcluster: dc2 cannot read dc1's KV after %s: %v\ndc2 server log:\n%s", limit, err, f.DC2.Servers[0].Logs())
-}
-
-func (f *Federation) stop() {
-	for _, a := range append(f.DC1.agents(), f.DC2.agents()...) {
-		a.Stop()
-	}
-	f.stopProxies()
 }
 
 func (f *Federation) stopProxies() {

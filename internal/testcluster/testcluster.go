@@ -245,18 +245,32 @@ log_level = "warn"
 // launched again on new ports, up to three tries in all.
 func startRetrying(t testing.TB, launch func() *Agent) *Agent {
 	t.Helper()
-	const tries = 3
-	for try := 1; ; try++ {
-		a := launch()
-		err := waitAgents(30*time.Second, a)
+	var a *Agent
+	tries(t, "start", func() ([]*Agent, error) {
+		a = launch()
+		return []*Agent{a}, waitAgents(30*time.Second, a)
+	})
+	return a
+}
+
+// tries runs try, which starts agents and waits for them, up to three
+// times: an agent that exited during the start (errExited) stops them all
+// and tries again on new ports; any other error fails the test.
+func tries(t testing.TB, what string, try func() ([]*Agent, error)) {
+	t.Helper()
+	const n = 3
+	for i := 1; ; i++ {
+		agents, err := try()
 		if err == nil {
-			return a
+			return
 		}
-		a.Stop()
-		if !errors.Is(err, errExited) || try == tries {
-			t.Fatalf("testcluster: start, try %d of %d: %v", try, tries, err)
+		for _, a := range agents {
+			a.Stop()
 		}
-		t.Logf("testcluster: start, try %d of %d, again on new ports: %v", try, tries, err)
+		if !errors.Is(err, errExited) || i == n {
+			t.Fatalf("testcluster: %s, try %d of %d: %v", what, i, n, err)
+		}
+		t.Logf("testcluster: %s, try %d of %d, again on new ports: %v", what, i, n, err)
 	}
 }
 
@@ -459,21 +473,12 @@ func StartCluster(t testing.TB, servers, clients int, opts ...Option) *Cluster {
 	for _, fn := range opts {
 		fn(&o)
 	}
-	const tries = 3
-	for try := 1; ; try++ {
-		c := launchCluster(t, servers, clients, o)
-		err := waitAgents(60*time.Second, c.agents()...)
-		if err == nil {
-			return c
-		}
-		for _, a := range c.agents() {
-			a.Stop()
-		}
-		if !errors.Is(err, errExited) || try == tries {
-			t.Fatalf("testcluster: cluster start, try %d of %d: %v", try, tries, err)
-		}
-		t.Logf("testcluster: cluster start, try %d of %d, again on new ports: %v", try, tries, err)
-	}
+	var c *Cluster
+	tries(t, "cluster start", func() ([]*Agent, error) {
+		c = launchCluster(t, servers, clients, o)
+		return c.agents(), waitAgents(60*time.Second, c.agents()...)
+	})
+	return c
 }
 
 // launchCluster starts the agents of one StartCluster try without waiting.
