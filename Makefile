@@ -100,7 +100,7 @@ bench: tools build
 	$(GO) test -run '^$$' -bench 'Compare|Scale|Datacenters' -benchtime 1x -timeout 30m ./bench/
 
 # The soak: contenders and random faults on a 3-server cluster for $(SOAK)
-# (`make test` runs a 60 s version); the table goes to bench/soak.md.
+# (`make test` runs a 40 s version); the table goes to bench/soak.md.
 SOAK ?= 10m
 soak: tools build
 	REPOLOCK_SOAK=$(SOAK) REPOLOCK_SOAK_REPORT=$(CURDIR)/bench/soak.md $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 2h ./internal/soak/

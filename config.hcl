@@ -10,6 +10,16 @@ consul {
   prefix = "repolock"
   # File holding the ACL token; a literal `token` is refused, since this file gets rendered and printed.
   token_file = env("CONSUL_HTTP_TOKEN_FILE", "")
+  # TLS, for an agent that speaks HTTPS (address = "https://…"): the CA that signed the agent's certificate
+  # (a file, or a directory of them), repolock's client certificate and key for an agent with verify_incoming,
+  # and the name to check in the agent's certificate (Consul's are server.<datacenter>.<domain>). Each
+  # overrides its CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME;
+  # `validate` checks that the files are readable. None of them reaches the backup command.
+  ca_file         = env("CONSUL_CACERT", "")
+  ca_path         = env("CONSUL_CAPATH", "")
+  cert_file       = env("CONSUL_CLIENT_CERT", "")
+  key_file        = env("CONSUL_CLIENT_KEY", "")
+  tls_server_name = env("CONSUL_TLS_SERVER_NAME", "")
   # Datacenter whose servers hold the locks; the agent's own when left out. Every host of a repository names
   # the same one (README "Several datacenters"); a name the agent does not know fails at once (exit 78).
   datacenter = "dc1"

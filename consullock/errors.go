@@ -2,6 +2,8 @@ package consullock
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -157,13 +159,52 @@ func classify(op, need string, err error) error {
 	case statusTooMany, statusServer:
 		return &UnreachableError{Op: op, Err: err}
 	case noAnswer:
+		if hint := tlsHint(err); hint != "" {
+			return &RefusedError{Op: op, Err: err, Hint: hint}
+		}
 		var ue *url.Error
 		var ne net.Error
 		if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
 			return &UnreachableError{Op: op, Err: err}
 		}
+	case statusOther:
+		var se api.StatusError
+		if errors.As(err, &se) && strings.Contains(se.Body, plainToTLS) {
+			return &RefusedError{Op: op, Err: err, Hint: "the agent speaks HTTPS at this address: write it as https://… in CONSUL_HTTP_ADDR or consul.address"}
+		}
 	}
 	return fmt.Errorf("consullock: %s: %w", op, err)
+}
+
+// plainToTLS is how Go's HTTP server (Consul's) answers a plain HTTP
+// request on its HTTPS port, with a 400.
+const plainToTLS = "Client sent an HTTP request to an HTTPS server"
+
+// tlsHint names the setting to fix for a TLS failure, which waiting
+// cannot heal: the agent's certificate not verified, the agent refusing
+// repolock's (a TLS alert: missing, expired, or from another CA), or TLS
+// spoken to a plain HTTP port. "" for any other error.
+func tlsHint(err error) string {
+	var verify *tls.CertificateVerificationError
+	var remote *net.OpError
+	var header tls.RecordHeaderError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &host):
+		return "the agent's certificate does not name the address repolock dials: set CONSUL_TLS_SERVER_NAME or consul.tls_server_name to a name it has (Consul's are server.<datacenter>.<domain>)"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "the agent's certificate has expired, or the clock is wrong: renew it on the agent"
+	case errors.As(err, &verify):
+		return "the agent's certificate is not signed by a CA repolock trusts: check CONSUL_CACERT / CONSUL_CAPATH or consul.ca_file / ca_path"
+	// crypto/tls reports an alert the agent sent as a net.OpError whose
+	// Op is "remote error" (conn.go): a TLS verdict, not a network fault.
+	case errors.As(err, &remote) && remote.Op == "remote error":
+		return fmt.Sprintf("the agent refused repolock's TLS handshake (%v): check the client certificate (CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY, or consul.cert_file and key_file): missing, expired or not signed by the agent's CA", remote.Err)
+	case errors.As(err, &header):
+		return "the agent speaks plain HTTP at this address: write it as http://… (or drop the scheme) in CONSUL_HTTP_ADDR or consul.address"
+	}
+	return ""
 }
 
 // Classify is classify for other packages that read or write under a

@@ -91,6 +91,7 @@ type Lock struct {
 
 	mu       sync.Mutex
 	lastSent clock.Boottime
+	lastErr  error // of the last renewal, nil once one succeeds
 	leases   *latest.Chan[time.Duration]
 
 	stop     chan struct{}
@@ -292,7 +293,7 @@ func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 		(&api.WriteOptions{}).WithContext(rctx))
 	if err != nil {
 		return false, classify("write lock entry "+l.entryKey, fmt.Sprintf("key:write on %q (key_prefix %q { policy = \"write\" })",
-			l.entryKey, RepoPrefix(l.cfg.Prefix, "")), err)
+			l.entryKey, RepoPrefix(l.cfg.Prefix, l.cfg.Key)), err)
 	}
 	return ok, nil
 }
@@ -384,7 +385,8 @@ func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need stri
 		}
 		err = classify(op, need, err)
 		var pe *PermissionError
-		if errors.As(err, &pe) || time.Now().After(deadline) {
+		var re *RefusedError
+		if errors.As(err, &pe) || errors.As(err, &re) || time.Now().After(deadline) {
 			return nil, err
 		}
 		// A leader election or an agent restart: retry until the wait
@@ -531,6 +533,26 @@ func (l *Lock) lastSentBoot() clock.Boottime {
 	return l.lastSent
 }
 
+// setRenewErr records how the last renewal failed (nil: it succeeded), for
+// the reason of a loss by the deadline.
+func (l *Lock) setRenewErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastErr = err
+}
+
+// RenewErr is how the last renewal failed, classified (a TLS failure
+// names the setting to fix); nil once a renewal succeeded.
+func (l *Lock) RenewErr() error {
+	l.mu.Lock()
+	err := l.lastErr
+	l.mu.Unlock()
+	if err == nil {
+		return nil
+	}
+	return classify("renew session", "session:write", err)
+}
+
 // Leases delivers the send time of each confirmed renewal; only the latest
 // is kept, so a slow reader never blocks renewal.
 func (l *Lock) Leases() <-chan time.Duration { return l.leases.C() }
@@ -572,6 +594,7 @@ func (l *Lock) renewLoop() {
 		<-l.stop
 		stopCancel()
 	}()
+	denials := 0 // refusals by the ACLs in a row
 	for {
 		select {
 		case <-l.stop:
@@ -587,8 +610,17 @@ func (l *Lock) renewLoop() {
 			if stopCtx.Err() != nil {
 				return
 			}
+			l.setRenewErr(err)
 			var pe *PermissionError
 			if errors.As(classify("renew session", "session:write", err), &pe) {
+				denials++
+				// The first refusal is tried once more at once: a token
+				// file replaced on disk is read by the next request.
+				if denials == 1 {
+					l.log.Warn("session renewal refused by Consul's ACLs; trying once more with the token as it is now", "session", l.session, "error", pe.Detail)
+					timer.Reset(0)
+					continue
+				}
 				// The token was revoked or lost its policy: no renewal
 				// will succeed again, so the lease is lost now, not at
 				// its deadline. (Renewal goes on while the session may
@@ -601,6 +633,8 @@ func (l *Lock) renewLoop() {
 			l.lose(lost("session %s not found on renewal (destroyed or expired)", l.session))
 			return
 		default:
+			denials = 0
+			l.setRenewErr(nil)
 			l.setLease(sent)
 			rtt := clock.Now().Sub(sent)
 			l.log.Debug("session renewed", "session", l.session, "rtt", rtt)
@@ -625,8 +659,11 @@ func (l *Lock) deadlineLoop() {
 	defer tick.Stop()
 	for {
 		if clock.Now() >= l.cfg.Lease.model().Expiry(l.lastSentBoot()) {
-			l.lose(&lostError{unreachable: true, reason: fmt.Sprintf("no renewal confirmed within ttl %s − margin %s; the server may expire the session",
-				l.cfg.Lease.TTL, l.cfg.Lease.Margin)})
+			reason := fmt.Sprintf("no renewal confirmed within ttl %s − margin %s; the server may expire the session", l.cfg.Lease.TTL, l.cfg.Lease.Margin)
+			if err := l.RenewErr(); err != nil {
+				reason += "; the last renewal failed: " + err.Error()
+			}
+			l.lose(&lostError{unreachable: true, reason: reason})
 			return
 		}
 		select {

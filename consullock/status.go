@@ -16,16 +16,17 @@ type RepoStatus struct {
 }
 
 // Status reads every key under prefix that has live contenders (or only
-// key, when not empty) with one consistent read.
-func Status(ctx context.Context, c *api.Client, prefix, key string) ([]RepoStatus, error) {
+// key, when not empty) with one consistent read. hidden says that Consul
+// left out entries the token may not read (a per-repository token).
+func Status(ctx context.Context, c *api.Client, prefix, key string) (repos []RepoStatus, hidden bool, err error) {
 	root := RepoPrefix(prefix, "")
 	folder := root
 	if key != "" {
 		folder = RepoPrefix(prefix, key)
 	}
-	pairs, _, err := c.KV().List(folder, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+	pairs, meta, err := c.KV().List(folder, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
 	if err != nil {
-		return nil, classify("read "+folder, "key:read on "+root, err)
+		return nil, false, classify("read "+folder, "key:read on "+root, err)
 	}
 	byKey := map[string]api.KVPairs{}
 	for _, p := range pairs {
@@ -39,7 +40,7 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) ([]RepoStatu
 		out = append(out, RepoStatus{Key: k, Entries: liveRecords(ps)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	return out, meta.ResultsFilteredByACLs, nil
 }
 
 // Break destroys the session of every live contender of key — holders and
@@ -47,7 +48,7 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) ([]RepoStatu
 // escape hatch: a holder's command is stopped by its own repolock (exit 76),
 // but a competitor may be granted the lock before that command has died.
 func Break(ctx context.Context, c *api.Client, prefix, key string) ([]Record, error) {
-	repos, err := Status(ctx, c, prefix, key)
+	repos, _, err := Status(ctx, c, prefix, key)
 	if err != nil {
 		return nil, err
 	}

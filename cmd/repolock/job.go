@@ -17,6 +17,7 @@ import (
 
 	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/config"
+	"github.com/repolock/repolock/internal/consulclient"
 	"github.com/repolock/repolock/internal/hooks"
 	"github.com/repolock/repolock/internal/metrics"
 	"github.com/repolock/repolock/internal/nomadtask"
@@ -94,7 +95,13 @@ func newClient(c config.Consul, addr string) (*api.Client, error) {
 		conf.TokenFile = c.TokenFile
 		conf.Token = "" // the file named in the config wins over the environment
 	}
-	client, err := api.NewClient(conf)
+	for dst, v := range map[*string]string{&conf.TLSConfig.CAFile: c.TLS.CAFile, &conf.TLSConfig.CAPath: c.TLS.CAPath,
+		&conf.TLSConfig.CertFile: c.TLS.CertFile, &conf.TLSConfig.KeyFile: c.TLS.KeyFile, &conf.TLSConfig.Address: c.TLS.ServerName} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	client, err := consulclient.New(conf)
 	if err != nil {
 		return nil, &run.ConfigError{Msg: fmt.Sprintf("Consul client for %s: %v", conf.Address, err)}
 	}

@@ -50,6 +50,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(args[1:], stdout, stderr)
 	case "break":
 		err = cmdBreak(args[1:], stdout, stderr)
+	case "acl-policy":
+		err = cmdACLPolicy(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "repolock %s\n", version)
 	case "help", "-h", "-help", "--help":
@@ -77,6 +79,8 @@ Commands:
                                        run CMD under a configured repository's lock
   status [-json] [REPOSITORY|KEY]      holders, waiters and last run per lock
   break REPOSITORY|KEY                 operator force-release: destroy every session of the lock
+  acl-policy [-config FILE] [REPOSITORY…]
+                                       print the least Consul ACL policy for these repositories
   version                              print the version
 
 Consul is reached through the standard CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,

@@ -44,7 +44,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	repos, err := readStatus(ctx, client, pfx, key, repositoryNames(cfg))
+	repos, hidden, err := readStatus(ctx, client, pfx, key, repositoryNames(cfg))
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	dcancel()
 	stale := staleJobs(cfg, key, repos, time.Now())
 	if *asJSON {
-		out := statusJSON{Datacenter: dc, Locks: repos, Stale: append([]string{}, stale...)}
+		out := statusJSON{Datacenter: dc, HiddenByACLs: hidden, Locks: repos, Stale: append([]string{}, stale...)}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -70,6 +70,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "locks in %s\n", where)
 		printStatus(stdout, repos, time.Now())
+		if hidden {
+			fmt.Fprintf(stdout, "this token may not read every lock under %s: Consul left out what its ACLs do not allow (a per-repository token shows only its repositories)\n", consullock.RepoPrefix(pfx, ""))
+		}
 	}
 	for _, s := range stale {
 		fmt.Fprintln(stderr, "STALE:", s)
@@ -85,9 +88,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 type statusJSON struct {
 	// Datacenter is the one the locks live in ("" when the agent would
 	// not say, which takes agent:read).
-	Datacenter string       `json:"datacenter"`
-	Locks      []lockStatus `json:"locks"`
-	Stale      []string     `json:"stale"`
+	Datacenter string `json:"datacenter"`
+	// HiddenByACLs says that the token may not read every lock: Consul
+	// left some out (X-Consul-Results-Filtered-By-ACLs).
+	HiddenByACLs bool         `json:"hidden_by_acls"`
+	Locks        []lockStatus `json:"locks"`
+	Stale        []string     `json:"stale"`
 }
 
 // lockStatus is one lock key as status shows it: its live contenders
@@ -102,14 +108,15 @@ type lockStatus struct {
 
 // readStatus joins the lock entries and the last records of every key
 // under prefix (only key's, when not ""), sorted by key.
-func readStatus(ctx context.Context, c *api.Client, prefix, key string, names map[string][]string) ([]lockStatus, error) {
-	locks, err := consullock.Status(ctx, c, prefix, key)
+// hidden says that the token may not read some of them.
+func readStatus(ctx context.Context, c *api.Client, prefix, key string, names map[string][]string) (_ []lockStatus, hidden bool, _ error) {
+	locks, hidden, err := consullock.Status(ctx, c, prefix, key)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	lasts, err := history.Read(ctx, c, prefix, key)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	byKey := map[string]*lockStatus{}
 	for _, l := range locks {
@@ -130,7 +137,7 @@ func readStatus(ctx context.Context, c *api.Client, prefix, key string, names ma
 		r.Repositories = append([]string{}, names[k]...)
 		out = append(out, *r)
 	}
-	return out, nil
+	return out, hidden, nil
 }
 
 // repositoryNames maps each lock key to the config's repositories on it.

@@ -55,11 +55,20 @@ type Consul struct {
 	// a session in another datacenter only through a server agent
 	// (consul#6828). "" creates them through Address.
 	SessionAddress string
+	// TLS overrides CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT,
+	// CONSUL_CLIENT_KEY and CONSUL_TLS_SERVER_NAME field by field.
+	TLS TLS
 	// SessionNode is the catalog-only node sessions are bound to; ""
 	// leaves it to consullock (consullock.DefaultNode). Never an agent's
 	// node, whose deregistration on a graceful agent restart would
 	// invalidate the sessions at once.
 	SessionNode string
+}
+
+// TLS is how repolock verifies the agent and proves itself to it; empty
+// fields leave the CONSUL_* variables' values.
+type TLS struct {
+	CAFile, CAPath, CertFile, KeyFile, ServerName string
 }
 
 // Repository is one backup repository guarded by one cluster lock.

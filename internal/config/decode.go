@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -44,6 +45,11 @@ type consulBody struct {
 	Datacenter  *string `hcl:"datacenter,optional"`
 	SessionAddr *string `hcl:"session_address,optional"`
 	SessionNode *string `hcl:"session_node,optional"`
+	CAFile      *string `hcl:"ca_file,optional"`
+	CAPath      *string `hcl:"ca_path,optional"`
+	CertFile    *string `hcl:"cert_file,optional"`
+	KeyFile     *string `hcl:"key_file,optional"`
+	ServerName  *string `hcl:"tls_server_name,optional"`
 	// Token is accepted by the schema only so it can be rejected with an
 	// explanation instead of "unsupported argument"; it is never evaluated.
 	Token *hcl.Attribute `hcl:"token,optional"`
@@ -116,6 +122,16 @@ type jobBody struct {
 // (consullock owns that set: a name that Sanitize leaves unchanged has no
 // other byte) and cannot be "." or "..", which path handling would
 // collapse. Unlike a key, a name has no length limit.
+// readable checks that path can be opened for reading (a file) or listed
+// (a directory, for ca_path).
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 func validName(s string) bool {
 	return s != "" && s != "." && s != ".." && consullock.KeyChars(s)
 }
@@ -298,6 +314,19 @@ func (d *decoder) consul(b *hcl.Block, c *Consul) {
 	c.TokenFile = deref(cb.TokenFile)
 	c.Datacenter = deref(cb.Datacenter)
 	c.SessionAddress = deref(cb.SessionAddr)
+	c.TLS = TLS{CAFile: deref(cb.CAFile), CAPath: deref(cb.CAPath), CertFile: deref(cb.CertFile), KeyFile: deref(cb.KeyFile), ServerName: deref(cb.ServerName)}
+	for _, f := range []struct{ attr, path string }{{"ca_file", c.TLS.CAFile}, {"ca_path", c.TLS.CAPath}, {"cert_file", c.TLS.CertFile}, {"key_file", c.TLS.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if err := readable(f.path); err != nil {
+			d.errorf(ranges, f.attr, b, "Unreadable TLS file", "%s: %v. repolock reads it for every new connection to Consul.", f.attr, err)
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		d.errorf(ranges, "cert_file", b, "Client certificate without its key",
+			"Set cert_file and key_file together: a client certificate needs its private key.")
+	}
 	if c.Datacenter != "" && !validName(c.Datacenter) {
 		d.errorf(ranges, "datacenter", b, "Invalid datacenter name",
 			"%q is not a valid Consul datacenter name: use letters, digits, '.', '_' and '-'.", c.Datacenter)

@@ -7,11 +7,22 @@ import (
 )
 
 // withheldEnv are variables repolock needs and the command must not see:
-// Consul credentials are secrets of the lock, not of the backup (a command
-// that needs Consul gets its own token through the job's env).
-// NOMAD_TOKEN, a task's workload identity, is repolock's to read Nomad's
-// kill_timeout with.
-var withheldEnv = map[string]bool{"CONSUL_HTTP_TOKEN": true, "CONSUL_HTTP_TOKEN_FILE": true, "CONSUL_HTTP_AUTH": true, "NOMAD_TOKEN": true}
+// Consul's credentials and TLS settings are the lock's, not the backup's
+// (a command that talks to Consul itself, a `consul snapshot save` job,
+// sets what it needs in the job's env). CONSUL_TOKEN is what Nomad 1.7+
+// sets for a task's Consul workload identity. NOMAD_TOKEN, a task's
+// workload identity, is repolock's to read Nomad's kill_timeout with.
+// CONSUL_HTTP_ADDR, the agent's address, is no secret and is passed on.
+var withheldEnv = map[string]bool{
+	"CONSUL_TOKEN": true, "CONSUL_HTTP_TOKEN": true, "CONSUL_HTTP_TOKEN_FILE": true, "CONSUL_HTTP_AUTH": true,
+	"CONSUL_CLIENT_CERT": true, "CONSUL_CLIENT_KEY": true, "CONSUL_CACERT": true, "CONSUL_CAPATH": true,
+	"CONSUL_TLS_SERVER_NAME": true, "NOMAD_TOKEN": true,
+}
+
+// withheld reports whether the command must not inherit the variable k:
+// withheldEnv, and every CONSUL_HTTP_SSL* (CONSUL_HTTP_SSL,
+// CONSUL_HTTP_SSL_VERIFY).
+func withheld(k string) bool { return withheldEnv[k] || strings.HasPrefix(k, "CONSUL_HTTP_SSL") }
 
 // Environment is the command's environment, in the one order repolock
 // uses, each later layer winning over the earlier ones:
@@ -29,7 +40,7 @@ func Environment(inherited []string, tool plugin.Plugin, repoEnv, jobEnv map[str
 	var base []string
 	for _, kv := range inherited {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "REPOLOCK_") || withheldEnv[k] || (tool != nil && tool.OwnsEnv(k)) {
+		if strings.HasPrefix(k, "REPOLOCK_") || withheld(k) || (tool != nil && tool.OwnsEnv(k)) {
 			continue
 		}
 		base = append(base, kv)

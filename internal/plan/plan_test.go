@@ -150,6 +150,22 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
+// Issue 16: none of repolock's Consul credentials and TLS settings reach
+// the command; the agent's address does, and a job env that sets one
+// passes it through.
+func TestEnvironmentWithholdsConsulSettings(t *testing.T) {
+	inherited := []string{"CONSUL_HTTP_ADDR=https://10.0.0.5:8501"}
+	for _, k := range []string{"CONSUL_TOKEN", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_AUTH", "CONSUL_CLIENT_CERT",
+		"CONSUL_CLIENT_KEY", "CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_TLS_SERVER_NAME", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "NOMAD_TOKEN"} {
+		inherited = append(inherited, k+"=secret-"+strings.ToLower(k))
+	}
+	got := Environment(inherited, nil, nil, map[string]string{"CONSUL_HTTP_TOKEN": "the-jobs-own"}, nil)
+	want := []string{"CONSUL_HTTP_ADDR=https://10.0.0.5:8501", "CONSUL_HTTP_TOKEN=the-jobs-own"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Environment = %q, want %q", got, want)
+	}
+}
+
 // Issue 7 acceptance 6 for flags: every refused key spelling is a usage
 // error that shows an accepted spelling.
 func TestExecKeys(t *testing.T) {

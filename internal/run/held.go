@@ -80,6 +80,17 @@ func (h *held) lost() error {
 	return nil
 }
 
+// renewErr is how the last renewal of a lock failed, for the first lock
+// whose last renewal did; nil when none did.
+func (h *held) renewErr() error {
+	for _, l := range h.locks {
+		if err := l.RenewErr(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Leases delivers LastSent after each confirmed renewal of any lock.
 func (h *held) Leases() <-chan clock.Boottime { return h.leases.C() }
 

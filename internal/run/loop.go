@@ -38,20 +38,20 @@ func (r *Runner) superviseCommand(h *held, start func(supervise.Spec) (*supervis
 		out.lost = fmt.Errorf("before the command started: %w", h.lost())
 		return out, nil
 	case clock.Now() >= soft:
-		out.lost = fmt.Errorf("before the command started: %w", errNotProven(tm))
+		out.lost = fmt.Errorf("before the command started: %w", errNotProven(tm, h))
 		return out, nil
 	}
 	// The guard arms these before it forks, and refuses to fork past them.
 	ps.Soft, ps.Hard = soft, hard
 	proc, err := start(ps)
 	if errors.Is(err, supervise.ErrDeadlinePassed) {
-		out.lost = fmt.Errorf("before the command started: %w", errNotProven(tm))
+		out.lost = fmt.Errorf("before the command started: %w", errNotProven(tm, h))
 		return out, nil
 	}
 	if err != nil {
 		return out, err
 	}
-	w := &watch{proc: proc, tm: tm, soft: soft, log: log, out: &out}
+	w := &watch{h: h, proc: proc, tm: tm, soft: soft, log: log, out: &out}
 	w.setDeadline(h.LastSent()) // a renewal may have landed during the start
 	log.Debug("command started", "pid", proc.Pid())
 	if started != nil {
@@ -78,7 +78,7 @@ func (r *Runner) superviseCommand(h *held, start func(supervise.Spec) (*supervis
 			// what a busy loop may not have taken yet.
 			w.checkSoft()
 			if proc.DeadlineFired() {
-				w.markLost(errNotProven(tm)) // the guard acted on its own deadline
+				w.markLost(errNotProven(tm, h)) // the guard acted on its own deadline
 			}
 			if cause := h.lost(); cause != nil {
 				w.markLost(cause)
@@ -91,6 +91,7 @@ func (r *Runner) superviseCommand(h *held, start func(supervise.Spec) (*supervis
 
 // watch is the state of one supervise loop.
 type watch struct {
+	h       *held
 	proc    *supervise.Process
 	tm      timing.Model
 	soft    clock.Boottime
@@ -137,7 +138,7 @@ func (w *watch) resumeGuard() {
 
 func (w *watch) checkSoft() {
 	if clock.Now() >= w.soft {
-		w.markLost(errNotProven(w.tm))
+		w.markLost(errNotProven(w.tm, w.h))
 	}
 }
 

@@ -355,8 +355,13 @@ func (r *Runner) finish(h *held, log hclog.Logger, doubt bool) {
 
 // errNotProven is the loss the kill deadline implies: the guard stops the
 // command because no renewal was confirmed in time, even if Consul has not
-// expired the session yet.
-func errNotProven(t timing.Model) error {
-	return fmt.Errorf("%w: no renewal confirmed by the kill deadline (ttl %s − kill_timeout %s − margin %s after the last one was sent)",
+// expired the session yet. It names how the last renewal failed, when one
+// did (a TLS failure names the setting to fix).
+func errNotProven(t timing.Model, h *held) error {
+	err := fmt.Errorf("%w: no renewal confirmed by the kill deadline (ttl %s − kill_timeout %s − margin %s after the last one was sent)",
 		consullock.ErrLost, t.TTL, t.KillTimeout, t.Margin)
+	if last := h.renewErr(); last != nil {
+		err = fmt.Errorf("%w; the last renewal failed: %v", err, last)
+	}
+	return err
 }

@@ -15,8 +15,9 @@ import (
 // client 1. Every case ends with the cluster whole again and checks the
 // records: no overlap, fencing tokens in order, documented exit codes.
 func TestFaultMatrix(t *testing.T) {
-	cl := testcluster.StartCluster(t, 3, 2)
-	runCases(t, cl, []fcase[*testcluster.Cluster]{
+	cl := testcluster.StartCluster(t, 3, 2, testcluster.WithACL(), testcluster.WithTLS(testcluster.NewPKI(t)))
+	token := testcluster.PolicyToken(t, cl.Servers[0].Client(t), "repolock", testcluster.ReadmePolicy).SecretID
+	runCases(t, cl, token, []fcase[*testcluster.Cluster]{
 		{"leader killed", leaderKilled},
 		{"quorum lost past the TTL", quorumLost},
 		{"leader frozen past the TTL", leaderFrozen},
@@ -34,13 +35,14 @@ type fcase[C any] struct {
 	run  func(t *testing.T, h *harness, cl C)
 }
 
-// runCases runs each case as a subtest with its own harness, then after
-// (which waits until the cluster is whole again), then checks the case's
-// records.
-func runCases[C any](t *testing.T, cl C, cases []fcase[C], after func(t testing.TB)) {
+// runCases runs each case as a subtest with its own harness, whose runs
+// use token, then after (which waits until the cluster is whole again),
+// then checks the case's records.
+func runCases[C any](t *testing.T, cl C, token string, cases []fcase[C], after func(t testing.TB)) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)
+			h.token = token
 			c.run(t, h, cl)
 			after(t)
 			if vs := h.violations(); len(vs) == 0 {

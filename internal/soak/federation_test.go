@@ -20,7 +20,7 @@ import (
 // its records with Check and Porcupine, and that nothing is left in dc1.
 func TestTwoDatacenters(t *testing.T) {
 	f := testcluster.StartFederation(t)
-	runCases(t, f, []fcase[*testcluster.Federation]{
+	runCases(t, f, "", []fcase[*testcluster.Federation]{
 		{"mutual exclusion and FIFO across datacenters", fedFIFO},
 		{"WAN cut while a dc2 holder runs", fedWANCut},
 		{"WAN latency of 200 ms each way", fedLatency},
@@ -50,7 +50,7 @@ func inDC1(f *testcluster.Federation, agent *testcluster.Agent, timing []string,
 func queued(t *testing.T, c *api.Client, r *run, key string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		st, err := consullock.Status(context.Background(), c, "", key)
+		st, _, err := consullock.Status(context.Background(), c, "", key)
 		if err == nil {
 			for _, s := range st {
 				if slices.ContainsFunc(s.Entries, func(e consullock.Record) bool { return e.Holder.PID == r.cmd.Process.Pid }) {

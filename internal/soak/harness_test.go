@@ -34,8 +34,9 @@ var slow = []string{"-ttl", "8s", "-renew-interval", "2s", "-margin", "1s", "-ki
 // harness starts repolock runs whose commands write heartbeat files under
 // one directory, and collects their records.
 type harness struct {
-	t   testing.TB
-	dir string
+	t     testing.TB
+	dir   string
+	token string // every run's ACL token ("" for none)
 
 	mu   sync.Mutex
 	next int
@@ -81,7 +82,7 @@ func (h *harness) start(s spec) *run {
 	args := append([]string{"exec", "-key", s.key, "-mode", s.mode}, s.flags...)
 	args = append(args, "--", "bash", "-c", Script, "soak", r.file, strconv.FormatInt(s.length.Milliseconds(), 10), ignore)
 	r.cmd = exec.Command(binary, args...)
-	r.cmd.Env = append(testcluster.CleanEnv(), s.agent.Env("")...)
+	r.cmd.Env = append(testcluster.CleanEnv(), s.agent.Env(h.token)...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	r.rec.Requested = time.Now()

@@ -3,14 +3,10 @@ package testcluster
 import (
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/hashicorp/consul/api"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 // Federation is two WAN-federated Consul datacenters on loopback: DC1, the
@@ -26,7 +22,7 @@ import (
 // datacenter healthy inside.
 type Federation struct {
 	DC1, DC2 *Cluster
-	wan      []*toxiproxy.Proxy
+	wan      []*FaultProxy
 }
 
 // The datacenters of a Federation.
@@ -50,7 +46,9 @@ func StartFederation(t testing.TB) *Federation {
 			err = f.waitWAN(60 * time.Second)
 		}
 		if err != nil {
-			f.stopProxies()
+			for _, p := range f.wan {
+				p.p.Stop() // the next try listens on new ports
+			}
 		}
 		return agents, err
 	})
@@ -81,16 +79,10 @@ func launchFederation(t testing.TB) *Federation {
 	wanJoins = append(wanJoins, "-retry-join-wan", net.JoinHostPort(dc2srv.wan, fmt.Sprint(dc2srv.serfWAN)))
 
 	f := &Federation{DC1: &Cluster{}, DC2: &Cluster{}}
-	proxies := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	for i, s := range dc1 {
-		px := toxiproxy.NewProxy(proxies, fmt.Sprintf("wan-dc1-server%d", i+1),
-			net.JoinHostPort(s.wan, fmt.Sprint(s.rpc)), net.JoinHostPort(s.lan, fmt.Sprint(s.rpc)))
-		if err := px.Start(); err != nil {
-			t.Fatalf("testcluster: WAN proxy for dc1 server %d: %v", i+1, err)
-		}
-		f.wan = append(f.wan, px)
+		f.wan = append(f.wan, StartFaultProxy(t, fmt.Sprintf("wan-dc1-server%d-%d", i+1, s.rpc),
+			net.JoinHostPort(s.wan, fmt.Sprint(s.rpc)), net.JoinHostPort(s.lan, fmt.Sprint(s.rpc))))
 	}
-	t.Cleanup(f.stopProxies)
 
 	server := func(dc, role string, s plan, expect int, joins []string) *Agent {
 		hcl := fmt.Sprintf(`
@@ -141,36 +133,20 @@ func (f *Federation) waitWAN(limit time.Duration) error {
 	return fmt.Errorf("testcluster: dc2 cannot read dc1's KV after %s: %v\ndc2 server log:\n%s", limit, err, f.DC2.Servers[0].Logs())
 }
 
-func (f *Federation) stopProxies() {
+// CutWAN drops every byte between the datacenters, both ways, until
+// HealWAN (FaultProxy.Cut on each of dc1's WAN proxies).
+func (f *Federation) CutWAN(t testing.TB) {
+	t.Helper()
 	for _, p := range f.wan {
-		p.Stop()
+		p.Cut(t)
 	}
 }
 
-// The names of the toxics this harness adds.
-const (
-	cutToxic     = "wan-cut"
-	latencyToxic = "wan-latency"
-)
-
-// CutWAN drops every byte between the datacenters, both ways, on the
-// connections open now and on new ones, until HealWAN: as a WAN link that
-// fails, not one that refuses (nothing answers, nothing is reset).
-func (f *Federation) CutWAN(t testing.TB) {
-	t.Helper()
-	f.toxic(t, cutToxic, "timeout", `"timeout": 0`)
-}
-
-// HealWAN ends a CutWAN. The connections open during the cut lost bytes,
-// so they are closed: Consul opens new ones, as after a real outage.
+// HealWAN ends a CutWAN; the connections of the cut are closed.
 func (f *Federation) HealWAN(t testing.TB) {
 	t.Helper()
-	f.removeToxic(t, cutToxic)
 	for _, p := range f.wan {
-		p.Stop()
-		if err := p.Start(); err != nil {
-			t.Fatalf("testcluster: restart WAN proxy %s: %v", p.Name, err)
-		}
+		p.Heal(t)
 	}
 }
 
@@ -178,36 +154,7 @@ func (f *Federation) HealWAN(t testing.TB) {
 // round trip of 2d); 0 removes the delay.
 func (f *Federation) WANLatency(t testing.TB, d time.Duration) {
 	t.Helper()
-	f.removeToxic(t, latencyToxic)
-	if d > 0 {
-		f.toxic(t, latencyToxic, "latency", fmt.Sprintf(`"latency": %d`, d.Milliseconds()))
-	}
-}
-
-// toxic adds a toxic of typ with attrs to both directions of every WAN
-// proxy.
-func (f *Federation) toxic(t testing.TB, name, typ, attrs string) {
-	t.Helper()
 	for _, p := range f.wan {
-		for _, stream := range []string{"upstream", "downstream"} {
-			js := fmt.Sprintf(`{"name": %q, "type": %q, "stream": %q, "attributes": {%s}}`, name+"-"+stream, typ, stream, attrs)
-			if _, err := p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
-				t.Fatalf("testcluster: toxic %s on %s: %v", name, p.Name, err)
-			}
-		}
-	}
-}
-
-func (f *Federation) removeToxic(t testing.TB, name string) {
-	t.Helper()
-	for _, p := range f.wan {
-		for _, stream := range []string{"upstream", "downstream"} {
-			if p.Toxics.GetToxic(name+"-"+stream) == nil {
-				continue
-			}
-			if err := p.Toxics.RemoveToxic(t.Context(), name+"-"+stream); err != nil {
-				t.Fatalf("testcluster: remove toxic %s from %s: %v", name, p.Name, err)
-			}
-		}
+		p.Latency(t, d)
 	}
 }

@@ -33,6 +33,7 @@ type Agent struct {
 	Addr    string // host:port of the HTTP API
 	SerfLAN string // host:port of serf LAN, for joining
 	Token   string // management token when ACLs are enabled
+	PKI     *PKI   // the certificates of an agent started WithTLS, else nil
 	cmd     *exec.Cmd
 	logBuf  *SyncBuffer
 	stopped chan struct{}
@@ -63,7 +64,56 @@ type Option func(*options)
 type options struct {
 	acl      bool
 	maxConns int
+	pki      *PKI
 }
+
+// httpPort is the ports entry of the HTTP API: https only WithTLS.
+func (o options) httpPort(port int) string {
+	if o.pki != nil {
+		return fmt.Sprintf("http = -1, https = %d", port)
+	}
+	return fmt.Sprintf("http = %d", port)
+}
+
+// security is the agent's config for the options: the connection limit,
+// ACLs with default deny (the initial management token on servers), and
+// TLS with verify_incoming on the HTTPS API and on internal RPC, each agent
+// presenting the test's server certificate to the others.
+func (o options) security(server bool) string {
+	var hcl string
+	if o.maxConns > 0 {
+		hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", o.maxConns)
+	}
+	if o.acl {
+		initial := ""
+		if server {
+			initial = fmt.Sprintf("initial_management = %q, ", ManagementToken)
+		}
+		hcl += fmt.Sprintf("acl { enabled = true, default_policy = \"deny\", tokens { %sagent = %q } }\n", initial, ManagementToken)
+	}
+	if o.pki != nil {
+		hcl += fmt.Sprintf(`tls {
+  defaults { ca_file = %q, cert_file = %q, key_file = %q, verify_incoming = true, verify_outgoing = true }
+  internal_rpc { verify_server_hostname = true }
+}
+`, o.pki.CA, o.pki.ServerCert, o.pki.ServerKey)
+	}
+	return hcl
+}
+
+// apply gives the harness's view of a started agent the options' token
+// and certificates.
+func (o options) apply(a *Agent) {
+	if o.acl {
+		a.Token = ManagementToken
+	}
+	a.PKI = o.pki
+}
+
+// WithTLS makes the agent speak HTTPS only, with p's server certificate,
+// and verify its clients' certificates (verify_incoming), as a production
+// agent does; Env and Client then carry p's CA and client certificate.
+func WithTLS(p *PKI) Option { return func(o *options) { o.pki = p } }
 
 // WithMaxConnsPerClient raises the agent's limit of HTTP connections per
 // client IP (limits.http_max_conns_per_client, 200 by default), for tests
@@ -221,21 +271,12 @@ func StartServer(t testing.TB, opts ...Option) *Agent {
 		p := FreePorts(t, host, 3)
 		http, serf, server := p[0], p[1], p[2]
 		hcl := fmt.Sprintf(`
-ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
+ports { %s, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
 session_ttl_min = "1s"
 log_level = "warn"
-`, http, serf, server)
-		if o.maxConns > 0 {
-			hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", o.maxConns)
-		}
-		if o.acl {
-			hcl += fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }
-`, ManagementToken, ManagementToken)
-		}
+`, o.httpPort(http), serf, server) + o.security(true)
 		a := start(t, "server", host, serf, http, "-dev", "-hcl", hcl)
-		if o.acl {
-			a.Token = ManagementToken
-		}
+		o.apply(a)
 		return a
 	})
 }
@@ -396,6 +437,10 @@ func (a *Agent) plainClient() *api.Client {
 	cfg := api.DefaultNonPooledConfig()
 	cfg.Address = a.Addr
 	cfg.Token = a.Token
+	if a.PKI != nil {
+		cfg.Scheme = "https"
+		cfg.TLSConfig = api.TLSConfig{CAFile: a.PKI.CA, CertFile: a.PKI.ClientCert, KeyFile: a.PKI.ClientKey}
+	}
 	c, _ := api.NewClient(cfg)
 	return c
 }
@@ -404,6 +449,10 @@ func (a *Agent) plainClient() *api.Client {
 // to this agent, with token as its ACL token ("" for none).
 func (a *Agent) Env(token string) []string {
 	env := []string{"CONSUL_HTTP_ADDR=" + a.Addr}
+	if a.PKI != nil {
+		env = []string{"CONSUL_HTTP_ADDR=https://" + a.Addr, "CONSUL_CACERT=" + a.PKI.CA,
+			"CONSUL_CLIENT_CERT=" + a.PKI.ClientCert, "CONSUL_CLIENT_KEY=" + a.PKI.ClientKey}
+	}
 	if token != "" {
 		env = append(env, "CONSUL_HTTP_TOKEN="+token)
 	}
@@ -502,13 +551,10 @@ func launchCluster(t testing.TB, servers, clients int, o options) *Cluster {
 	}
 	for i, p := range plans {
 		hcl := fmt.Sprintf(`
-ports { http = %d, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
+ports { %s, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
 log_level = "warn"
 performance { raft_multiplier = 1 }
-`, p.http, p.serf, p.rpc)
-		if o.maxConns > 0 {
-			hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", o.maxConns)
-		}
+`, o.httpPort(p.http), p.serf, p.rpc) + o.security(p.server)
 		args := []string{"-data-dir", t.TempDir(), "-hcl", hcl, "-retry-interval", "200ms"}
 		for _, j := range joins {
 			args = append(args, "-retry-join", j)
@@ -519,6 +565,7 @@ performance { raft_multiplier = 1 }
 			args = append(args, "-server", "-bootstrap-expect", fmt.Sprint(servers), "-hcl", `session_ttl_min = "1s"`)
 		}
 		a := start(t, role, p.host, p.serf, p.http, args...)
+		o.apply(a)
 		if p.server {
 			c.Servers = append(c.Servers, a)
 		} else {
@@ -541,11 +588,7 @@ func (c *Cluster) Leader(t testing.TB, limit time.Duration) *Agent {
 			if s.stoppedNow() {
 				continue
 			}
-			cfg := api.DefaultNonPooledConfig()
-			cfg.Address = s.Addr
-			cfg.WaitTime = time.Second
-			cl, _ := api.NewClient(cfg)
-			leader, err := cl.Status().Leader()
+			leader, err := s.plainClient().Status().Leader()
 			if err != nil || leader == "" {
 				continue
 			}
@@ -629,4 +672,24 @@ func (c *Cluster) WaitReady(t testing.TB) {
 	if err := waitAgents(60*time.Second, c.agents()...); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ReadmePolicy is the ACL policy the README documents for every repository.
+const ReadmePolicy = `node "repolock" { policy = "write" }
+session "repolock" { policy = "write" }
+key_prefix "repolock/repos/" { policy = "write" }`
+
+// PolicyToken creates a policy of rules (named name) with mgmt, a
+// management client, and a token of it.
+func PolicyToken(t testing.TB, mgmt *api.Client, name, rules string) *api.ACLToken {
+	t.Helper()
+	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: name, Rules: rules}, nil)
+	if err != nil {
+		t.Fatalf("testcluster: policy %s: %v", name, err)
+	}
+	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatalf("testcluster: token of policy %s: %v", name, err)
+	}
+	return tok
 }

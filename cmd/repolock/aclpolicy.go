@@ -1,0 +1,80 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/repolock/repolock/consullock"
+)
+
+// cmdACLPolicy prints the least Consul ACL policy that repolock needs for
+// the named repositories (every repository of the config when none is
+// named): write on each one's own KV folder only, and the session node's
+// node and session rules. A backup host's token then cannot touch another
+// repository's queue.
+func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("acl-policy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFlag := fs.String("config", "", "config file (default $REPOLOCK_CONFIG, else ./config.hcl)")
+	fs.Usage = func() {
+		io.WriteString(stderr, "Usage: repolock acl-policy [-config FILE] [REPOSITORY|KEY…]\n\n"+
+			"Prints the Consul ACL policy repolock needs for these repositories (all of the\n"+
+			"config's when none is named); a name that is not a repository is taken as a key.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := configPath(*cfgFlag)
+	cfg, err := loadConfig(path, stderr)
+	if err != nil {
+		return err
+	}
+	type folder struct{ key, why string }
+	var folders []folder
+	names := fs.Args()
+	if len(names) == 0 {
+		for _, r := range cfg.Repos() {
+			names = append(names, r.Config.Name)
+		}
+	}
+	for _, n := range names {
+		key, why := n, "key "+n
+		if r, ok := cfg.Repo(n); ok {
+			key, why = r.Key, "repository "+n
+		} else if err := consullock.CheckKey(n); err != nil {
+			return usagef("acl-policy: %q is neither a repository of %s nor a lock key: %v", n, path, err)
+		}
+		if i := slices.IndexFunc(folders, func(f folder) bool { return f.key == key }); i >= 0 {
+			folders[i].why += ", " + why
+			continue
+		}
+		folders = append(folders, folder{key, why})
+	}
+	node := cfg.Consul.SessionNode
+	if node == "" {
+		node = consullock.DefaultNode
+	}
+	var b strings.Builder
+	whats := []string{}
+	for _, f := range folders {
+		whats = append(whats, f.why)
+	}
+	if len(whats) == 0 {
+		whats = []string{"no repository"}
+	}
+	fmt.Fprintf(&b, "# repolock's Consul ACL policy for %s (repolock acl-policy -config %s)\n", strings.Join(whats, "; "), path)
+	if cfg.Consul.Datacenter != "" {
+		fmt.Fprintf(&b, "# The locks live in datacenter %q: create the token there, as a global token.\n", cfg.Consul.Datacenter)
+	}
+	fmt.Fprintf(&b, "node %q { policy = \"write\" }    # the session node, registered in the catalog if missing\n", node)
+	fmt.Fprintf(&b, "session %q { policy = \"write\" }\n", node)
+	for _, f := range folders {
+		fmt.Fprintf(&b, "key_prefix %q { policy = \"write\" }    # %s\n", consullock.RepoPrefix(cfg.Consul.Prefix, f.key), f.why)
+	}
+	_, err = io.WriteString(stdout, b.String())
+	return err
+}
