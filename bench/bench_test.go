@@ -112,7 +112,7 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	b.StopTimer()
 
-	table := render(tt, res, fl)
+	table := render(tt, res, fl, consulVersion(b, consul))
 	fmt.Print(table)
 	if err := os.WriteFile(filepath.Join(root, "bench", "results.md"), []byte(table), 0o644); err != nil {
 		b.Fatal(err)
@@ -340,9 +340,19 @@ func stamp(file string) string {
 	return fmt.Sprintf(`t=${EPOCHREALTIME/./}; echo "${t}000" > %s`, file)
 }
 
-func render(tt []tool, res []result, fl floors) string {
+// consulVersion is the first line of `consul version`, e.g. "Consul v1.16.3".
+func consulVersion(b *testing.B, consul string) string {
+	out, err := exec.Command(consul, "version").Output()
+	if err != nil {
+		b.Fatalf("%s version: %v", consul, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
+}
+
+func render(tt []tool, res []result, fl floors, version string) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "Median of %d runs each, alternating, against one Consul v1.20.6 dev agent on loopback\n", samples)
+	fmt.Fprintf(&sb, "Median of %d runs each, alternating, against one %s dev agent on loopback\n", samples, version)
 	fmt.Fprintf(&sb, "(`make bench`, %s, %d CPUs). Ratio = repolock / consul lock; lower is better.\n\n",
 		time.Now().UTC().Format("2006-01-02"), numCPU())
 	fmt.Fprintf(&sb, "| measure | repolock | consul lock | ratio |\n| --- | --- | --- | --- |\n")

@@ -21,14 +21,33 @@ func clusterCfg(c *api.Client, key string, mode consullock.Mode) consullock.Conf
 		Holder: consullock.LocalHolder("test", ""), Tuning: consullock.Tuning{RetryDelay: 100 * time.Millisecond}}
 }
 
+// TestCluster runs the cases that need a 3-server cluster with 2 client
+// agents on one such cluster (a start takes seconds), each leaving it whole
+// for the next.
+func TestCluster(t *testing.T) {
+	cl := testcluster.StartCluster(t, 3, 2, testcluster.WithMaxConnsPerClient(5000))
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, *testcluster.Cluster)
+	}{
+		{"outages", clusterOutages},
+		{"holder's agent restarts", clusterHolderAgentRestarts},
+		{"a thousand holders", thousandHolders},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, cl)
+			cl.WaitReady(t)
+		})
+	}
+}
+
 // Issue 9: on a 3-server cluster, a holder keeps its lock through a leader
 // kill (a new leader is elected well within its deadline), and a waiter
 // with time left in its wait rides out a leader kill, a 12s quorum loss
 // and a restart of its own agent: the holder fences itself during the
 // quorum loss, and the waiter is granted afterwards, never before the
 // holder's loss.
-func TestClusterOutages(t *testing.T) {
-	cl := testcluster.StartCluster(t, 3, 2)
+func clusterOutages(t *testing.T, cl *testcluster.Cluster) {
 	holderAgent, waiterAgent := cl.Clients[0], cl.Clients[1]
 	h := acquire(t, clusterCfg(holderAgent.Client(t), "cluster", consullock.Exclusive))
 
@@ -115,8 +134,7 @@ func TestClusterOutages(t *testing.T) {
 // catalog-only session node, not the agent's). Killed and away past the
 // deadline, the holder fences itself and a competitor is granted only
 // after that.
-func TestClusterHolderAgentRestarts(t *testing.T) {
-	cl := testcluster.StartCluster(t, 3, 2)
+func clusterHolderAgentRestarts(t *testing.T, cl *testcluster.Cluster) {
 	agent, other := cl.Clients[0], cl.Clients[1]
 
 	h := acquire(t, clusterCfg(agent.Client(t), "agent-restart", consullock.Exclusive))

@@ -76,8 +76,7 @@ func TestReadsPerGrantIndependentOfQueue(t *testing.T) {
 // Issue 9 acceptance 4: 1,000 holders of distinct keys at once on the
 // 3-server cluster: none misses a deadline (none is lost), and each renews
 // at most 3 times per TTL (counted by a proxy in front of its agent).
-func TestThousandHolders(t *testing.T) {
-	cl := testcluster.StartCluster(t, 3, 1, testcluster.WithMaxConnsPerClient(5000))
+func thousandHolders(t *testing.T, cl *testcluster.Cluster) {
 	rc, renews := renewCountingClient(t, cl.Clients[0])
 	const n = 1000
 	lease := consullock.Lease{TTL: 6 * time.Second, RenewInterval: 2 * time.Second, Margin: 600 * time.Millisecond}
