@@ -26,6 +26,23 @@ variable "consul_addr" {
   default = "127.0.0.1:8500"
 }
 
+variable "consul_cacert" {
+  type        = string
+  default     = ""
+  description = "for an HTTPS agent (consul_addr = \"https://…\"): the CA file on the client that signed the agent's certificate"
+}
+
+variable "consul_client_cert" {
+  type        = string
+  default     = ""
+  description = "for an agent with verify_incoming: repolock's client certificate and key files on the client (replaced on disk, they are read again for every new connection)"
+}
+
+variable "consul_client_key" {
+  type    = string
+  default = ""
+}
+
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
@@ -76,6 +93,22 @@ job "restic-check" {
       env {
         CONSUL_HTTP_ADDR = var.consul_addr
         PATH             = "/usr/local/bin:/usr/bin:/bin"
+        # repolock's Consul credentials; none of them reaches the backup
+        # command. The token is the file the template below renders.
+        CONSUL_HTTP_TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token"
+        CONSUL_CACERT          = var.consul_cacert
+        CONSUL_CLIENT_CERT     = var.consul_client_cert
+        CONSUL_CLIENT_KEY      = var.consul_client_key
+      }
+
+      # The Consul token for repolock, from the job's Nomad Variable
+      # (nomad var put nomad/jobs/restic-check … consul_token=…); empty when the
+      # Variable has none, for a Consul without ACLs. On Nomad 1.7+ with
+      # Consul workload identity, drop this block: Nomad writes the file.
+      template {
+        destination = "secrets/consul_token"
+        perms       = "0400"
+        data        = "{{ with nomadVar \"nomad/jobs/restic-check\" }}{{ range $k, $v := . }}{{ if eq $k \"consul_token\" }}{{ $v }}{{ end }}{{ end }}{{ end }}"
       }
 
       template {
