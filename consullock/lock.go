@@ -612,13 +612,15 @@ func (l *Lock) renewLoop() {
 			}
 			l.setRenewErr(err)
 			var pe *PermissionError
-			if errors.As(classify("renew session", "session:write", err), &pe) {
+			if !errors.As(classify("renew session", "session:write", err), &pe) {
+				denials = 0
+			} else {
 				denials++
-				// The first refusal is tried once more at once: a token
-				// file replaced on disk is read by the next request.
+				// The first refusal is tried once more: a token file
+				// replaced on disk is read by the next request.
 				if denials == 1 {
-					l.log.Warn("session renewal refused by Consul's ACLs; trying once more with the token as it is now", "session", l.session, "error", pe.Detail)
-					timer.Reset(0)
+					l.log.Warn("session renewal refused by Consul's ACLs; trying once more with the token file as it is then", "session", l.session, "error", pe.Detail)
+					timer.Reset(min(t.RenewInterval, l.cfg.Tuning.RetryDelay))
 					continue
 				}
 				// The token was revoked or lost its policy: no renewal

@@ -174,6 +174,10 @@ func fedClientAgent(t *testing.T, dc2 *testcluster.Agent) {
 		t.Errorf("exec from dc2's client agent without a session address: exit %d after %s, want 69 within 2 s naming session_address:\n%s",
 			code, took.Round(time.Millisecond), out)
 	}
+	// A session address serves the locks of another datacenter only.
+	if code, out := runRepolock(t, dc2.Env(""), "exec", "-session-address", "127.0.0.1:1", "-key", "fed-client", "--", "true"); code != 64 || !strings.Contains(out, "-datacenter") {
+		t.Errorf("exec -session-address without -datacenter: exit %d, want 64 naming -datacenter:\n%s", code, out)
+	}
 }
 
 // Acceptance 3: Consul's "Missing node registration" (a session node

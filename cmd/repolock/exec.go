@@ -138,6 +138,9 @@ func cmdExec(args []string, stderr io.Writer) error {
 	if f.sessionAddr != "" {
 		consulConf.SessionAddress = f.sessionAddr
 	}
+	if consulConf.SessionAddress != "" && consulConf.Datacenter == "" {
+		return usagef("exec: -session-address creates the sessions of locks in another datacenter: give -datacenter (or the config's consul.datacenter) too")
+	}
 	r, err := newRunner(consulConf)
 	if err != nil {
 		return err

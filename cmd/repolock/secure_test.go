@@ -141,7 +141,7 @@ func secureCertRotation(t *testing.T, srv *testcluster.Agent, pki *testcluster.P
 	for _, rotate := range []bool{true, false} {
 		dir := t.TempDir()
 		cert, key := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
-		expires := time.Now().Add(3 * time.Second)
+		expires := time.Now().Add(5 * time.Second) // repolock's start and grant fit well before it
 		shortCert, shortKey := pki.Issue(t, "short-lived", expires, false)
 		for _, f := range [][2]string{{shortCert, cert}, {shortKey, key}} {
 			b, err := os.ReadFile(f[0])
@@ -152,7 +152,7 @@ func secureCertRotation(t *testing.T, srv *testcluster.Agent, pki *testcluster.P
 			"CONSUL_CLIENT_KEY=" + key, "CONSUL_HTTP_TOKEN_FILE=" + tokenFile}
 		beats := filepath.Join(t.TempDir(), "beats")
 		p := start(t, env, append(append([]string{"exec", "-key", fmt.Sprintf("secure-cert-rotated-%t", rotate)}, rotationFlags...),
-			"--", "sh", "-c", heartbeatScript(beats, 400))...)
+			"--", "sh", "-c", heartbeatScript(beats, 560))...)
 		waitFile(t, beats, 10*time.Second)
 		if rotate {
 			// The key first, then the certificate: a handshake between the

@@ -489,3 +489,31 @@ func TestNameBytesAreKeyBytes(t *testing.T) {
 		t.Errorf("a name of %d bytes is refused; only keys have a length limit", len(long))
 	}
 }
+
+// The consul block's datacenter settings: a session_address without the
+// datacenter it serves, an invalid datacenter name and an unreadable TLS
+// file are each refused with their own diagnostic.
+func TestConsulBlockChecks(t *testing.T) {
+	_, files, diags := LoadSource([]byte(`
+consul {
+  session_address = "consul-server.dc2:8500"
+  ca_file         = "/nonexistent/ca.pem"
+}
+`), "consul.hcl")
+	var summaries []string
+	for _, d := range diags {
+		summaries = append(summaries, d.Summary)
+	}
+	want := []string{"session_address without datacenter", "Unreadable TLS file"}
+	if !reflect.DeepEqual(summaries, want) {
+		t.Errorf("summaries = %q, want %q\n%s", summaries, want, render(t, files, diags))
+	}
+	_, files, diags = LoadSource([]byte("consul {\n  datacenter = \"dc 1\"\n}\n"), "dc.hcl")
+	if len(diags) != 1 || diags[0].Summary != "Invalid datacenter name" {
+		t.Errorf("datacenter \"dc 1\": %s", render(t, files, diags))
+	}
+	c := mustLoadSource(t, "consul {\n  datacenter = \"dc1\"\n  session_address = \"10.0.0.5:8500\"\n}\n", "ok.hcl")
+	if c.Consul.Datacenter != "dc1" || c.Consul.SessionAddress != "10.0.0.5:8500" {
+		t.Errorf("consul block = %+v", c.Consul)
+	}
+}

@@ -116,12 +116,6 @@ type jobBody struct {
 	Body        hcl.Body `hcl:",body"`
 }
 
-// validName is what repository and job names, the session node and each
-// prefix segment may be: they end up in Consul KV paths, environment
-// variables and command lines, so they take the bytes of a lock key
-// (consullock owns that set: a name that Sanitize leaves unchanged has no
-// other byte) and cannot be "." or "..", which path handling would
-// collapse. Unlike a key, a name has no length limit.
 // readable checks that path can be opened for reading (a file) or listed
 // (a directory, for ca_path).
 func readable(path string) error {
@@ -132,6 +126,12 @@ func readable(path string) error {
 	return f.Close()
 }
 
+// validName is what repository and job names, the session node and each
+// prefix segment may be: they end up in Consul KV paths, environment
+// variables and command lines, so they take the bytes of a lock key
+// (consullock owns that set: a name that Sanitize leaves unchanged has no
+// other byte) and cannot be "." or "..", which path handling would
+// collapse. Unlike a key, a name has no length limit.
 func validName(s string) bool {
 	return s != "" && s != "." && s != ".." && consullock.KeyChars(s)
 }
@@ -314,6 +314,11 @@ func (d *decoder) consul(b *hcl.Block, c *Consul) {
 	c.TokenFile = deref(cb.TokenFile)
 	c.Datacenter = deref(cb.Datacenter)
 	c.SessionAddress = deref(cb.SessionAddr)
+	if c.SessionAddress != "" && c.Datacenter == "" {
+		d.errorf(ranges, "session_address", b, "session_address without datacenter",
+			"session_address creates the sessions of locks that live in another datacenter; set datacenter to that one. "+
+				"Without it the session would be made in the server's datacenter and the lock entries in the agent's.")
+	}
 	c.TLS = TLS{CAFile: deref(cb.CAFile), CAPath: deref(cb.CAPath), CertFile: deref(cb.CertFile), KeyFile: deref(cb.KeyFile), ServerName: deref(cb.ServerName)}
 	for _, f := range []struct{ attr, path string }{{"ca_file", c.TLS.CAFile}, {"ca_path", c.TLS.CAPath}, {"cert_file", c.TLS.CertFile}, {"key_file", c.TLS.KeyFile}} {
 		if f.path == "" {
@@ -322,10 +327,6 @@ func (d *decoder) consul(b *hcl.Block, c *Consul) {
 		if err := readable(f.path); err != nil {
 			d.errorf(ranges, f.attr, b, "Unreadable TLS file", "%s: %v. repolock reads it for every new connection to Consul.", f.attr, err)
 		}
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		d.errorf(ranges, "cert_file", b, "Client certificate without its key",
-			"Set cert_file and key_file together: a client certificate needs its private key.")
 	}
 	if c.Datacenter != "" && !validName(c.Datacenter) {
 		d.errorf(ranges, "datacenter", b, "Invalid datacenter name",

@@ -10,7 +10,8 @@
 //     empty, the last token read is sent.
 //
 // Everything else is consul/api's own client: the CONSUL_* environment,
-// its TLS setup and its transport.
+// its TLS setup and its transport. A unix:// address gets consul/api's own
+// HTTP client, without the rotation.
 package consulclient
 
 import (
@@ -35,7 +36,8 @@ func New(conf *api.Config) (*api.Client, error) {
 		return nil, err
 	}
 	if cert, key := conf.TLSConfig.CertFile, conf.TLSConfig.KeyFile; cert != "" && key != "" {
-		tc := transport.TLSClientConfig
+		tc := transport.TLSClientConfig.Clone() // never change a tls.Config another client may share
+		transport.TLSClientConfig = tc
 		tc.Certificates = nil
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			c, err := tls.LoadX509KeyPair(cert, key)

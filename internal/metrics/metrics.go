@@ -59,10 +59,10 @@ type Run struct {
 }
 
 // RenewRTTName is the histogram of renewal round trips; its buckets reach
-// from a loopback agent to a renewal across a slow WAN.
+// from a loopback agent past the default timing's 7 s of slack.
 const RenewRTTName = "repolock_renew_rtt_seconds"
 
-var renewRTTBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+var renewRTTBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 7.5, 10, 15}
 
 // NewRenewRTT is the histogram a run observes its renewal round trips in;
 // Write adds it to the previous runs' counts.

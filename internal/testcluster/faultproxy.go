@@ -51,8 +51,8 @@ func (f *FaultProxy) Cut(t testing.TB) {
 // they are closed (Reset): their ends open new ones, as after an outage.
 func (f *FaultProxy) Heal(t testing.TB) {
 	t.Helper()
+	f.Reset(t) // first: bytes held back during the cut must not arrive late
 	f.removeToxic(t, cutToxic)
-	f.Reset(t)
 }
 
 // Reset closes every connection through the proxy; new ones are taken at

@@ -133,8 +133,11 @@ func (f *Federation) waitWAN(limit time.Duration) error {
 	return fmt.Errorf("testcluster: dc2 cannot read dc1's KV after %s: %v\ndc2 server log:\n%s", limit, err, f.DC2.Servers[0].Logs())
 }
 
-// CutWAN drops every byte between the datacenters, both ways, until
-// HealWAN (FaultProxy.Cut on each of dc1's WAN proxies).
+// CutWAN holds back every byte of the RPC between the datacenters, both
+// ways, until HealWAN (FaultProxy.Cut on each of dc1's WAN proxies). WAN
+// gossip is not cut, so dc2 still sees dc1's servers alive and forwards
+// into the cut, where a request hangs until its timeout; the "No path to
+// datacenter" answer of a WAN whose gossip failed too is not exercised.
 func (f *Federation) CutWAN(t testing.TB) {
 	t.Helper()
 	for _, p := range f.wan {
