@@ -36,6 +36,15 @@ const DefaultPrefix = "repolock"
 // is empty.
 const DefaultNode = "repolock"
 
+// SessionNode is the catalog node sessions are bound to for a configured
+// node name: the name, or DefaultNode when it is empty.
+func SessionNode(name string) string {
+	if name == "" {
+		return DefaultNode
+	}
+	return name
+}
+
 // Config of one lock acquisition.
 type Config struct {
 	Client *api.Client
@@ -91,7 +100,7 @@ type Lock struct {
 
 	mu       sync.Mutex
 	lastSent clock.Boottime
-	lastErr  error // of the last renewal, nil once one succeeds
+	lastErr  error // of the last renewal, classified; nil once one succeeds
 	leases   *latest.Chan[time.Duration]
 
 	stop     chan struct{}
@@ -161,7 +170,7 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 // because no renewal got through. A refusal (ACL, or an answer waiting
 // cannot change) or a destroyed session (an operator break) is final.
 func retryable(err error) bool {
-	if errors.As(err, new(*RefusedError)) {
+	if final(err) {
 		return false
 	}
 	var ue *UnreachableError
@@ -170,6 +179,12 @@ func retryable(err error) bool {
 	}
 	a := answer(err)
 	return a == statusServer || a == statusTooMany
+}
+
+// final reports a classified error that no retry can heal: the ACLs
+// refused, or Consul answered in a way waiting cannot change.
+func final(err error) bool {
+	return errors.As(err, new(*PermissionError)) || errors.As(err, new(*RefusedError))
 }
 
 // acquireOnce is one session's try: create it, queue, wait for the grant.
@@ -229,10 +244,7 @@ func (l *Lock) writeTimeout() time.Duration {
 func (l *Lock) createSession(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, l.writeTimeout())
 	defer cancel()
-	node := l.cfg.Node
-	if node == "" {
-		node = DefaultNode
-	}
+	node := SessionNode(l.cfg.Node)
 	via := l.cfg.SessionClient
 	if via == nil {
 		via = l.cfg.Client
@@ -384,9 +396,7 @@ func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need stri
 			return nil, &UnreachableError{Op: op, Err: err}
 		}
 		err = classify(op, need, err)
-		var pe *PermissionError
-		var re *RefusedError
-		if errors.As(err, &pe) || errors.As(err, &re) || time.Now().After(deadline) {
+		if final(err) || time.Now().After(deadline) {
 			return nil, err
 		}
 		// A leader election or an agent restart: retry until the wait
@@ -533,8 +543,8 @@ func (l *Lock) lastSentBoot() clock.Boottime {
 	return l.lastSent
 }
 
-// setRenewErr records how the last renewal failed (nil: it succeeded), for
-// the reason of a loss by the deadline.
+// setRenewErr records how the last renewal failed, classified (nil: it
+// succeeded), for the reason of a loss by the deadline.
 func (l *Lock) setRenewErr(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -545,12 +555,8 @@ func (l *Lock) setRenewErr(err error) {
 // names the setting to fix); nil once a renewal succeeded.
 func (l *Lock) RenewErr() error {
 	l.mu.Lock()
-	err := l.lastErr
-	l.mu.Unlock()
-	if err == nil {
-		return nil
-	}
-	return classify("renew session", "session:write", err)
+	defer l.mu.Unlock()
+	return l.lastErr
 }
 
 // Leases delivers the send time of each confirmed renewal; only the latest
@@ -610,9 +616,10 @@ func (l *Lock) renewLoop() {
 			if stopCtx.Err() != nil {
 				return
 			}
-			l.setRenewErr(err)
+			cerr := classify("renew session", "session:write", err)
+			l.setRenewErr(cerr)
 			var pe *PermissionError
-			if !errors.As(classify("renew session", "session:write", err), &pe) {
+			if !errors.As(cerr, &pe) {
 				denials = 0
 			} else {
 				denials++

@@ -54,10 +54,7 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 		}
 		folders = append(folders, folder{key, why})
 	}
-	node := cfg.Consul.SessionNode
-	if node == "" {
-		node = consullock.DefaultNode
-	}
+	node := consullock.SessionNode(cfg.Consul.SessionNode)
 	var b strings.Builder
 	whats := []string{}
 	for _, f := range folders {

@@ -31,7 +31,7 @@ func TestSecureAgent(t *testing.T) {
 		secureEnvScrubbed(t, srv, pki, env, tok.SecretID)
 	})
 	t.Run("the consul block's settings", func(t *testing.T) { secureConsulBlock(t, srv, pki, tokenFile) })
-	t.Run("a heal", func(t *testing.T) { secureHeal(t, srv, env) })
+	t.Run("a heal", func(t *testing.T) { secureHeal(t, srv, tokenFile) })
 	t.Run("permanent failures fail at once", func(t *testing.T) { securePermanent(t, srv, pki, env, mgmt) })
 	t.Run("a per-repository token from acl-policy", func(t *testing.T) { securePerRepository(t, srv, mgmt) })
 	t.Run("a token file replaced mid-run", func(t *testing.T) { secureTokenRotation(t, srv, mgmt) })
@@ -243,10 +243,10 @@ job "j" {
 // Acceptance 1, a heal: a restic check on host B is SIGKILLed and leaves
 // its lock; the next backup (unlock_native = "all") heals it and exits 0,
 // on the secure agent with the README policy's token.
-func secureHeal(t *testing.T, srv *testcluster.Agent, env []string) {
+func secureHeal(t *testing.T, srv *testcluster.Agent, tokenFile string) {
 	repo, pwfile, data := resticRepo(t)
 	cfg := healConfig(t, repo, pwfile, data, "all")
-	env = append(append([]string{}, env...), "PATH="+testcluster.PathDir(t, "restic")+":"+os.Getenv("PATH"), "HOME="+t.TempDir())
+	env := append(toolEnv(t, srv, ""), "CONSUL_HTTP_TOKEN_FILE="+tokenFile)
 	lockID := killedOnHostB(t, env, cfg, repo)
 	code, out := runRepolock(t, env, "run", "-config", cfg, "backup")
 	if code != 0 || !strings.Contains(out, lockID) {

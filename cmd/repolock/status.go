@@ -48,13 +48,15 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var dc string
+	var dc string // the config's, which consulClient checked, else the agent's own
 	if cfg != nil {
 		dc = cfg.Consul.Datacenter
 	}
-	dctx, dcancel := context.WithTimeout(ctx, datacenterCheck)
-	dc, _ = consullock.Datacenter(dctx, client, dc) // checked by consulClient already
-	dcancel()
+	if dc == "" {
+		dctx, dcancel := context.WithTimeout(ctx, datacenterCheck)
+		dc, _ = consullock.Datacenter(dctx, client, "")
+		dcancel()
+	}
 	stale := staleJobs(cfg, key, repos, time.Now())
 	if *asJSON {
 		out := statusJSON{Datacenter: dc, HiddenByACLs: hidden, Locks: repos, Stale: append([]string{}, stale...)}

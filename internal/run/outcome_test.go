@@ -47,6 +47,10 @@ func TestOf(t *testing.T) {
 		// loss is inside, but the wait ended for want of Consul.
 		{"lapsed while waiting", wrap(&consullock.UnreachableError{Op: "renew session while waiting", Err: fmt.Errorf("%w: no renewal", consullock.ErrLost)}), Unreachable, 69, metrics.Failure, hooks.Failure, "unreachable"},
 		{"denied", wrap(&consullock.PermissionError{Op: "create session", Need: "session:write"}), Denied, 77, metrics.Failure, hooks.Failure, "denied"},
+		// Answers waiting cannot change (TLS, a session in another
+		// datacenter from a client agent): as unusable as no answer.
+		{"refused", wrap(&consullock.RefusedError{Op: "create session", Err: api.StatusError{Code: 500, Body: "Missing node registration"}, Hint: "consul.datacenter"}), Unreachable, 69, metrics.Failure, hooks.Failure, "unreachable"},
+		{"unknown datacenter", &consullock.DatacenterError{Name: "dc9", Known: []string{"dc1"}}, Config, 78, metrics.Config, hooks.Failure, "config"},
 		{"stale", &StaleError{N: 2}, Stale, 1, metrics.Failure, hooks.Failure, "stale"},
 		{"unclassified", errors.New("disk on fire"), Internal, 71, metrics.Failure, hooks.Failure, "internal"},
 	}
