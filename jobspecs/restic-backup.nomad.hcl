@@ -63,6 +63,34 @@ variable "consul_client_key" {
   default = ""
 }
 
+variable "driver" {
+  type        = string
+  default     = "raw_exec"
+  description = "\"raw_exec\", or \"exec\": the task in a chroot as exec_user, under cgroups (README \"The exec driver\")"
+  validation {
+    condition     = contains(["raw_exec", "exec"], var.driver)
+    error_message = "The driver must be \"raw_exec\" or \"exec\"."
+  }
+}
+
+variable "exec_user" {
+  type        = string
+  default     = "nobody"
+  description = "the unprivileged user the task runs as under exec"
+}
+
+variable "host_volumes" {
+  type        = map(string)
+  default     = {}
+  description = "under exec: client host volumes to mount, name = path in the task (the paths backed up, a local repository), e.g. { photos = \"/data/photos\" }"
+}
+
+variable "repolock_artifact" {
+  type        = string
+  default     = ""
+  description = "a URL of a tar.gz with the repolock binary at its top, fetched into local/ and run from there instead of var.repolock"
+}
+
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
@@ -104,10 +132,38 @@ job "restic-backup" {
       unlimited = false
     }
 
+    # Under exec, the paths backed up and a local repository come into the
+    # chroot as host volumes.
+    dynamic "volume" {
+      for_each = var.host_volumes
+      labels   = [volume.key]
+      content {
+        type   = "host"
+        source = volume.key
+      }
+    }
+
     task "backup" {
-      # raw_exec: repolock puts restic in a process group of its own and
-      # forwards Nomad's stop signal to all of it.
-      driver = "raw_exec"
+      # raw_exec or exec: either way repolock puts restic in a process group
+      # of its own and forwards Nomad's stop signal to all of it.
+      driver = var.driver
+      user   = var.driver == "exec" ? var.exec_user : ""
+
+      dynamic "volume_mount" {
+        for_each = var.host_volumes
+        content {
+          volume      = volume_mount.key
+          destination = volume_mount.value
+        }
+      }
+
+      dynamic "artifact" {
+        for_each = var.repolock_artifact == "" ? [] : [var.repolock_artifact]
+        content {
+          source      = artifact.value
+          destination = "local/"
+        }
+      }
 
       # Above repolock's kill_timeout (15s) plus the release and the last-run
       # record, so Nomad's SIGKILL never cuts them short.
@@ -123,7 +179,7 @@ job "restic-backup" {
       }
 
       config {
-        command = var.repolock
+        command = var.repolock_artifact == "" ? var.repolock : "local/repolock"
         args    = ["run", "-config", "${NOMAD_TASK_DIR}/repolock.hcl", "-log-json", "backup"]
       }
 

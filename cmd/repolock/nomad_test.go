@@ -1,11 +1,15 @@
 package main_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,39 +26,110 @@ import (
 	"github.com/repolock/repolock/internal/testcluster"
 )
 
-// nomadSuite is a Consul agent, a Nomad dev agent wired to it, and a restic
-// repository whose password lives in Nomad Variables.
+// nomadSuite is a production-shaped pair: a Consul agent with ACLs (default
+// deny), HTTPS only and verify_incoming; a Nomad dev agent with ACLs
+// bootstrapped, holding its own Consul token; and a restic repository
+// whose password and repolock's Consul token live in the jobs' Nomad
+// Variables, filled in as the README says.
 type nomadSuite struct {
 	srv                *testcluster.Agent
-	c                  *api.Client
+	c                  *api.Client // the management token's
 	nomad              *testcluster.Nomad
 	repo, pwfile, data string
+	execData           string   // the exec driver's data: a host volume
+	token              string   // repolock's Consul token (acl-policy for the repository)
 	vars               []string // the -var flags every job file gets
 }
 
 func newNomadSuite(t *testing.T) *nomadSuite {
-	srv := testcluster.StartServer(t)
-	s := &nomadSuite{srv: srv, c: srv.Client(t), nomad: testcluster.StartNomad(t, srv)}
+	pki := testcluster.NewPKI(t)
+	srv := testcluster.StartServer(t, testcluster.WithACL(), testcluster.WithTLS(pki))
+	s := &nomadSuite{srv: srv, c: srv.Client(t)}
 	s.repo, s.pwfile, s.data = resticRepo(t)
+	s.execData = t.TempDir()
+	// Under exec, tasks see only their chroot: repolock comes as an
+	// artifact, restic and the TLS files through chroot_env, the repository
+	// and the data through host volumes, each at its path on the host.
+	chroot := chrootFor(t, testcluster.Binary(t, "restic"))
+	for _, f := range []string{pki.CA, pki.ClientCert, pki.ClientKey, "/etc/passwd", "/etc/group"} {
+		chroot[f] = f
+	}
+	s.nomad = testcluster.StartNomad(t, srv, testcluster.NomadWithACL(), testcluster.NomadChroot(chroot),
+		testcluster.NomadHostVolume("restic-repo", s.repo), testcluster.NomadHostVolume("backup-data", s.execData))
+
+	// The README's token step: the policy acl-policy prints for this
+	// repository, a token of it in the jobs' Variables next to the password.
+	code, policy := runRepolock(t, srv.Env(testcluster.ManagementToken), "acl-policy", "-config", s.repoConfig(t), "r")
+	if code != 0 {
+		t.Fatalf("acl-policy: exit %d:\n%s", code, policy)
+	}
+	s.token = testcluster.PolicyToken(t, s.c, "repolock-nomad", policy).SecretID
 	s.vars = []string{"-var", "repository=" + s.repo, "-var", "repolock=" + binary,
-		"-var", "restic=" + testcluster.Binary(t, "restic"), "-var", "consul_addr=" + srv.Addr}
-	for _, job := range []string{"restic-backup", "restic-prune"} {
-		s.putVar(t, "nomad/jobs/"+job, map[string]string{"password": resticPassword})
+		"-var", "restic=" + testcluster.Binary(t, "restic"), "-var", "consul_addr=https://" + srv.Addr,
+		"-var", "consul_cacert=" + pki.CA, "-var", "consul_client_cert=" + pki.ClientCert, "-var", "consul_client_key=" + pki.ClientKey}
+	readJob := filepath.Join(t.TempDir(), "read-job.hcl")
+	must(t, os.WriteFile(readJob, []byte(`namespace "default" { capabilities = ["read-job"] }`), 0o644))
+	// The short kill_timeout job locks a key of its own: the README's
+	// policy for every repository.
+	anyRepo := testcluster.PolicyToken(t, s.c, "repolock-any", testcluster.ReadmePolicy).SecretID
+	for job, token := range map[string]string{"restic-backup": s.token, "restic-prune": s.token, "short-kill": anyRepo} {
+		s.nomad.PutVar(t, "nomad/jobs/"+job, map[string]string{"password": resticPassword, "consul_token": token})
+		// The Task API's kill_timeout read (README "Running under Nomad").
+		s.nomad.MustCLI(t, "acl", "policy", "apply", "-namespace", "default", "-job", job, job+"-read-job", readJob)
 	}
 	return s
 }
 
-// putVar writes a Nomad Variable through the HTTP API (not the CLI, whose
-// argv would carry the password).
-func (s *nomadSuite) putVar(t *testing.T, path string, items map[string]string) {
+// repoConfig is a config naming the suite's repository, for the commands
+// the test runs beside the jobs.
+func (s *nomadSuite) repoConfig(t *testing.T) string {
+	return writeConfig(t, fmt.Sprintf("repository \"r\" {\n  tool = \"restic\"\n  location = %q\n}\n", s.repo))
+}
+
+// env is the environment of repolock commands the test runs beside the
+// jobs, with repolock's token.
+func (s *nomadSuite) env() []string { return s.srv.Env(s.token) }
+
+// secrets are the values no log, KV entry or status may show.
+func (s *nomadSuite) secrets() map[string]string {
+	return map[string]string{"the restic password": resticPassword, "repolock's Consul token": s.token,
+		"the Nomad token": s.nomad.Token, "the Consul management token": testcluster.ManagementToken}
+}
+
+// noSecrets fails the test when text (what) shows one of the secrets.
+func (s *nomadSuite) noSecrets(t *testing.T, what, text string) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"Path": path, "Items": items})
-	req, _ := http.NewRequest(http.MethodPut, s.nomad.Addr+"/v1/var/"+path, bytes.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("put variable %s: %v %v", path, err, resp)
+	for name, v := range s.secrets() {
+		if strings.Contains(text, v) {
+			t.Errorf("%s is in %s", name, what)
+		}
 	}
-	resp.Body.Close()
+}
+
+// chrootFor maps the binaries and the shared libraries they load (ldd)
+// into an exec task's chroot, each at its path on the host. A path through
+// a symbolic link (/lib64 -> usr/lib64) is copied from the file it leads
+// to: chroot_env would copy the link, which leads nowhere in the chroot.
+func chrootFor(t *testing.T, bins ...string) map[string]string {
+	m := map[string]string{}
+	add := func(f string) {
+		real, err := filepath.EvalSymlinks(f)
+		must(t, err)
+		m[real] = f
+	}
+	for _, bin := range bins {
+		add(bin)
+		out, err := exec.Command("ldd", bin).Output()
+		if err != nil {
+			continue // static: nothing to load
+		}
+		for _, f := range strings.Fields(string(out)) {
+			if strings.HasPrefix(f, "/") {
+				add(f)
+			}
+		}
+	}
+	return m
 }
 
 func jobFile(name string) string { return filepath.Join("..", "..", "jobspecs", name+".nomad.hcl") }
@@ -88,7 +163,7 @@ func heldInterval(t *testing.T, log string) (from, to time.Time) {
 // Issue 8: the job files, run by a real Nomad agent with real restic.
 func TestNomadJobs(t *testing.T) {
 	s := newNomadSuite(t)
-	key := repoKey(t, s.srv.Env(""), writeConfig(t, fmt.Sprintf("repository \"r\" {\n  tool = \"restic\"\n  location = %q\n}\n", s.repo)))
+	key := repoKey(t, s.env(), s.repoConfig(t))
 
 	t.Run("validate", func(t *testing.T) {
 		// Acceptance 1: every job file validates with the variables filled in.
@@ -105,6 +180,13 @@ func TestNomadJobs(t *testing.T) {
 				args = []string{"job", "validate", "-var", "repository=/srv/borg", "-var", `paths=["/d"]`}
 			}
 			s.nomad.MustCLI(t, append(args, f)...)
+			// Under exec too: the driver, its user, a host volume, repolock
+			// from an artifact.
+			s.nomad.MustCLI(t, append(append(args, "-var", "driver=exec", "-var", "repolock_artifact=https://releases.example/repolock.tar.gz",
+				"-var", `host_volumes={"repo"="/srv/repo"}`), f)...)
+		}
+		if out, err := s.nomad.CLI(t, append(append([]string{"job", "validate"}, s.vars...), "-var", `paths=["/d"]`, "-var", "driver=docker", jobFile("restic-backup"))...); err == nil || !strings.Contains(out, "raw_exec") {
+			t.Errorf("restic-backup with driver=docker validates, want the driver's validation error:\n%s", out)
 		}
 	})
 
@@ -170,12 +252,13 @@ func TestNomadJobs(t *testing.T) {
 			}
 		}
 		// Who holds it.
-		code, status := runRepolock(t, s.srv.Env(""), "status", "-json", key)
+		code, status := runRepolock(t, s.env(), "status", "-json", key)
 		if code != 0 || !strings.Contains(status, alloc.ID) || !strings.Contains(status, `"nomad_task_name": "backup"`) ||
 			!strings.Contains(status, `"nomad_job_id": "`+alloc.JobID) {
 			t.Errorf("status does not name the allocation %s (job %s, task backup):\n%s", alloc.ID, alloc.JobID, status)
 		}
-		// Secrets: argv of every process of the allocation, KV, status.
+		// Secrets: argv and environment of every process of the
+		// allocation, KV, status, the allocation's logs.
 		checked := 0
 		procs, _ := filepath.Glob("/proc/[0-9]*/environ")
 		for _, p := range procs {
@@ -185,30 +268,23 @@ func TestNomadJobs(t *testing.T) {
 			}
 			argv, _ := os.ReadFile(strings.TrimSuffix(p, "environ") + "cmdline")
 			checked++
-			if bytes.Contains(argv, []byte(resticPassword)) || bytes.Contains(env, []byte(resticPassword)) {
-				t.Errorf("%s: the password is in a process's argv or environment: %q", p, argv)
-			}
+			s.noSecrets(t, p+"'s argv or environment", string(argv)+"\n"+string(env))
 		}
 		if checked < 2 {
 			t.Errorf("found %d processes of the allocation, want repolock and restic at least", checked)
 		}
 		pairs, _, _ := s.c.KV().List("", nil)
 		for _, kv := range pairs {
-			if bytes.Contains(kv.Value, []byte(resticPassword)) {
-				t.Errorf("the password is in KV at %s", kv.Key)
-			}
+			s.noSecrets(t, "KV at "+kv.Key, string(kv.Value))
 		}
-		if strings.Contains(status, resticPassword) {
-			t.Error("the password is in repolock status")
-		}
+		s.noSecrets(t, "repolock status", status)
 
 		stopped := time.Now()
 		s.nomad.MustCLI(t, "job", "stop", "-detach", alloc.JobID)
 		s.nomad.WaitAllocs(t, alloc.JobID, 1, time.Minute)
 		log := s.logs(t, alloc.ID, "backup", true) + s.logs(t, alloc.ID, "backup", false)
-		if strings.Contains(log, resticPassword) {
-			t.Error("the password is in the allocation's logs")
-		}
+		s.noSecrets(t, "the allocation's logs", log)
+		t.Logf("the stopped backup's log:\n%s", log)
 		if !strings.Contains(log, "forwarding signal to the command's process group") || !strings.Contains(log, "lock released") {
 			t.Fatalf("repolock did not forward the stop and release:\n%s", log)
 		}
@@ -223,6 +299,75 @@ func TestNomadJobs(t *testing.T) {
 			t.Errorf("the lock is still held after the stop: %v", entries)
 		}
 		t.Logf("stopped: %s exit %d (%s), %s after the stop", alloc.ID[:8], l.Exit, l.Class, l.Ended.Sub(stopped).Round(time.Millisecond))
+	})
+
+	t.Run("exec driver", func(t *testing.T) {
+		// Issue 16 acceptance 7: restic-backup under the exec driver, as
+		// nobody in a chroot: repolock from an artifact, restic from the
+		// client's chroot_env, the repository and the data as host volumes.
+		// One backup completes; a second, slow one is stopped midway and
+		// frees the lock, leaving no restic lock; its holder record names
+		// the allocation.
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/gzip")
+			writeTarGz(t, w, "repolock", binary)
+		}))
+		defer srv.Close()
+		small, big := filepath.Join(s.execData, "small"), filepath.Join(s.execData, "big")
+		for _, d := range []string{small, big} {
+			must(t, os.MkdirAll(d, 0o755))
+		}
+		must(t, os.WriteFile(filepath.Join(small, "f"), []byte("under exec\n"), 0o644))
+		blob := make([]byte, 4<<20)
+		_, _ = rand.Read(blob)
+		must(t, os.WriteFile(filepath.Join(big, "blob"), blob, 0o644))
+		must(t, os.Chmod(s.execData, 0o755))
+		// The repository belongs to the task's user, as on a backup host.
+		must(t, filepath.Walk(s.repo, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, 65534, 65534)
+		}))
+		execVars := []string{"-var", "driver=exec", "-var", "repolock_artifact=" + srv.URL + "/repolock.tar.gz",
+			"-var", fmt.Sprintf(`host_volumes={"restic-repo"=%q,"backup-data"=%q}`, s.repo, s.execData)}
+		s.run(t, jobFile("restic-backup"), append(execVars, "-var", `paths=["`+small+`"]`)...)
+		old := s.allocIDs(t, "restic-backup")
+		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-backup")
+		a := s.waitNewAlloc(t, "restic-backup", old, true)
+		log := s.logs(t, a.ID, "backup", true)
+		if a.ClientStatus != "complete" || !strings.Contains(log, "lock released") {
+			t.Fatalf("restic-backup under exec ended %s, want complete:\n%s%s", a.ClientStatus, log, s.logs(t, a.ID, "backup", false))
+		}
+		if snaps := restic(t, s.repo, s.pwfile, nil, "snapshots", "--json", "--path", small); !strings.Contains(snaps, `"id"`) {
+			t.Fatalf("no snapshot of %s after the backup under exec: %s", small, snaps)
+		}
+		s.noSecrets(t, "the exec allocation's logs", log+s.logs(t, a.ID, "backup", false))
+
+		s.run(t, jobFile("restic-backup"), append(execVars, "-var", `paths=["`+big+`"]`, "-var", `backup_flags=["--limit-upload","64"]`)...)
+		old = s.allocIDs(t, "restic-backup")
+		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-backup")
+		a = s.waitNewAlloc(t, "restic-backup", old, false)
+		for deadline := time.Now().Add(time.Minute); len(resticLocks(s.repo)) == 0; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the backup under exec took no restic lock:\n%s", s.logs(t, a.ID, "backup", true))
+			}
+		}
+		if code, status := runRepolock(t, s.env(), "status", "-json", key); code != 0 || !strings.Contains(status, a.ID) {
+			t.Errorf("status does not name the exec allocation %s:\n%s", a.ID, status)
+		}
+		s.nomad.MustCLI(t, "job", "stop", "-detach", a.JobID)
+		s.nomad.WaitAllocs(t, a.JobID, 1, time.Minute)
+		log = s.logs(t, a.ID, "backup", true)
+		if !strings.Contains(log, "forwarding signal to the command's process group") || !strings.Contains(log, "lock released") {
+			t.Errorf("repolock under exec did not forward the stop and release:\n%s", log)
+		}
+		if ids := resticLocks(s.repo); len(ids) != 0 {
+			t.Errorf("restic locks left after the stop under exec: %q", ids)
+		}
+		if entries, _, _ := s.c.KV().List(consullock.RepoPrefix("", key)+"lock/", nil); len(entries) != 0 {
+			t.Errorf("the lock is still held after the stop under exec: %v", entries)
+		}
 	})
 
 	t.Run("short Nomad kill_timeout", func(t *testing.T) {
@@ -252,7 +397,15 @@ job "short-kill" {
         args    = ["run", "-config", "${NOMAD_TASK_DIR}/r.hcl", "-log-json", "hold"]
       }
       env {
-        CONSUL_HTTP_ADDR = %q
+        CONSUL_HTTP_ADDR       = "https://%s"
+        CONSUL_CACERT          = %q
+        CONSUL_CLIENT_CERT     = %q
+        CONSUL_CLIENT_KEY      = %q
+        CONSUL_HTTP_TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token"
+      }
+      template {
+        destination = "secrets/consul_token"
+        data        = "{{ with nomadVar \"nomad/jobs/short-kill\" }}{{ .consul_token }}{{ end }}"
       }
       template {
         destination = "local/r.hcl"
@@ -276,7 +429,7 @@ job "short-kill" {
     }
   }
 }
-`, binary, s.srv.Addr, started)), 0o644))
+`, binary, s.srv.Addr, s.srv.PKI.CA, s.srv.PKI.ClientCert, s.srv.PKI.ClientKey, started)), 0o644))
 		s.nomad.MustCLI(t, "job", "run", "-detach", job)
 		alloc := s.nomad.WaitRunning(t, "short-kill", time.Minute)
 		waitFile(t, started, 30*time.Second)
@@ -314,7 +467,6 @@ job "short-kill" {
 		restic(t, s.repo, s.pwfile, nil, "backup", s.data)
 		s.run(t, jobFile("restic-prune"), "-var", `keep=["--keep-last","1","--limit-download","1"]`)
 		s.run(t, jobFile("restic-backup"), "-var", `paths=["`+s.data+`"]`)
-		before := len(s.nomad.Allocs(t, "restic-backup"))
 		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-prune")
 		alloc := s.nomad.WaitRunning(t, "restic-prune", time.Minute)
 		var lockIDs []string
@@ -342,22 +494,9 @@ job "short-kill" {
 			t.Fatalf("after the kill the repository has restic locks %q, want the prune's %q", got, lockIDs)
 		}
 
+		old := s.allocIDs(t, "restic-backup")
 		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-backup")
-		var backup testcluster.Alloc
-		for deadline := time.Now().Add(3 * time.Minute); backup.ID == ""; time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the forced backup did not end")
-			}
-			if allocs := s.nomad.Allocs(t, "restic-backup"); len(allocs) > before {
-				for _, a := range allocs {
-					if a.ClientStatus == "complete" || a.ClientStatus == "failed" {
-						if a.ID != "" && !strings.Contains(backupIDs(s, t, before), a.ID) {
-							backup = a
-						}
-					}
-				}
-			}
-		}
+		backup := s.waitNewAlloc(t, "restic-backup", old, true)
 		log := s.logs(t, backup.ID, "backup", true)
 		if backup.ClientStatus != "complete" {
 			t.Fatalf("the backup after the killed prune ended %s, want complete:\n%s", backup.ClientStatus, log)
@@ -372,16 +511,53 @@ job "short-kill" {
 	})
 }
 
-// backupIDs lists the IDs of the first n backup allocations (in Nomad's
-// order), those that ran before the one a subtest waits for.
-func backupIDs(s *nomadSuite, t *testing.T, n int) string {
-	var ids []string
-	for i, a := range s.nomad.Allocs(t, "restic-backup") {
-		if i < n {
-			ids = append(ids, a.ID)
+// allocIDs is the set of job's allocations so far.
+func (s *nomadSuite) allocIDs(t *testing.T, job string) map[string]bool {
+	ids := map[string]bool{}
+	for _, a := range s.nomad.Allocs(t, job) {
+		ids[a.ID] = true
+	}
+	return ids
+}
+
+// waitNewAlloc waits for an allocation of job not in old: running, or
+// terminal when done is set.
+func (s *nomadSuite) waitNewAlloc(t *testing.T, job string, old map[string]bool, done bool) testcluster.Alloc {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, a := range s.nomad.Allocs(t, job) {
+			if old[a.ID] {
+				continue
+			}
+			switch a.ClientStatus {
+			case "complete", "failed", "lost":
+				return a
+			case "running":
+				if !done {
+					return a
+				}
+			}
 		}
 	}
-	return strings.Join(ids, " ")
+	t.Fatalf("job %s: no new allocation after %d:\n%s", job, len(old), s.nomad.Logs())
+	return testcluster.Alloc{}
+}
+
+// writeTarGz writes a tar.gz holding the file at path as name (mode
+// 0755), as an artifact server would serve a release.
+func writeTarGz(t *testing.T, w io.Writer, name, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg}); err == nil {
+		_, _ = tw.Write(b)
+	}
+	_ = tw.Close()
+	_ = zw.Close()
 }
 
 // Issue 8: the systemd example passes systemd-analyze verify (where the

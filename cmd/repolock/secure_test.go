@@ -31,7 +31,7 @@ func TestSecureAgent(t *testing.T) {
 		secureEnvScrubbed(t, srv, pki, env, tok.SecretID)
 	})
 	t.Run("the consul block's settings", func(t *testing.T) { secureConsulBlock(t, srv, pki, tokenFile) })
-	t.Run("a heal", func(t *testing.T) { secureHeal(t, srv, tokenFile) })
+	t.Run("a heal", func(t *testing.T) { secureHeal(t, srv, pki, tokenFile) })
 	t.Run("permanent failures fail at once", func(t *testing.T) { securePermanent(t, srv, pki, env, mgmt) })
 	t.Run("a per-repository token from acl-policy", func(t *testing.T) { securePerRepository(t, srv, mgmt) })
 	t.Run("a token file replaced mid-run", func(t *testing.T) { secureTokenRotation(t, srv, mgmt) })
@@ -208,10 +208,10 @@ func secureEnvScrubbed(t *testing.T, srv *testcluster.Agent, pki *testcluster.PK
 	}
 }
 
-// Acceptance 1 through the consul block: address with scheme, ca_file,
-// cert_file, key_file, token_file, and nothing in the environment.
-func secureConsulBlock(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string) {
-	cfg := writeConfig(t, fmt.Sprintf(`consul {
+// consulBlock is a config's consul block for srv: address with scheme,
+// ca_file, cert_file, key_file, token_file, tls_server_name.
+func consulBlock(srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string) string {
+	return fmt.Sprintf(`consul {
   address   = "https://%s"
   ca_file   = %q
   cert_file = %q
@@ -219,6 +219,13 @@ func secureConsulBlock(t *testing.T, srv *testcluster.Agent, pki *testcluster.PK
   token_file = %q
   tls_server_name = "server.dc1.consul"
 }
+`, srv.Addr, pki.CA, pki.ClientCert, pki.ClientKey, tokenFile)
+}
+
+// Acceptance 1 through the consul block, and nothing in the environment:
+// validate, run, status and break (the heal is secureHeal's).
+func secureConsulBlock(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string) {
+	cfg := writeConfig(t, consulBlock(srv, pki, tokenFile)+`
 repository "r" {
   tool     = "exec"
   location = "/srv/secure"
@@ -228,11 +235,21 @@ job "j" {
   mode       = "exclusive"
   command    = ["true"]
 }
-`, srv.Addr, pki.CA, pki.ClientCert, pki.ClientKey, tokenFile))
+`)
 	for _, args := range [][]string{{"validate", "-config", cfg}, {"run", "-config", cfg, "j"}, {"status", "-config", cfg, "r"}} {
 		if code, out := runRepolock(t, nil, args...); code != 0 {
 			t.Errorf("%s with the consul block only: exit %d:\n%s", args[0], code, out)
 		}
+	}
+	// break of a held lock: a holder through the block, broken through it.
+	beats := filepath.Join(t.TempDir(), "beats")
+	p := start(t, nil, append(append([]string{"exec", "-config", cfg, "-repository", "r", "-mode", "exclusive"}, rotationFlags...), "--", "sh", "-c", heartbeatScript(beats, 600))...)
+	waitFile(t, beats, 10*time.Second)
+	if code, out := runRepolock(t, nil, "break", "-config", cfg, "r"); code != 0 {
+		t.Errorf("break with the consul block only: exit %d:\n%s", code, out)
+	}
+	if code := p.wait(t, 30*time.Second); code != 76 {
+		t.Errorf("the broken holder exited %d, want 76 (lock lost):\n%s", code, p.stderr)
 	}
 	bad := writeConfig(t, fmt.Sprintf("consul {\n  ca_file = %q\n}\n", filepath.Join(t.TempDir(), "missing.pem")))
 	if code, out := runRepolock(t, nil, "validate", "-config", bad); code != 78 || !strings.Contains(out, "ca_file") {
@@ -242,15 +259,27 @@ job "j" {
 
 // Acceptance 1, a heal: a restic check on host B is SIGKILLed and leaves
 // its lock; the next backup (unlock_native = "all") heals it and exits 0,
-// on the secure agent with the README policy's token.
-func secureHeal(t *testing.T, srv *testcluster.Agent, tokenFile string) {
-	repo, pwfile, data := resticRepo(t)
-	cfg := healConfig(t, repo, pwfile, data, "all")
-	env := append(toolEnv(t, srv, ""), "CONSUL_HTTP_TOKEN_FILE="+tokenFile)
-	lockID := killedOnHostB(t, env, cfg, repo)
-	code, out := runRepolock(t, env, "run", "-config", cfg, "backup")
-	if code != 0 || !strings.Contains(out, lockID) {
-		t.Errorf("backup over host B's stale lock on the secure agent: exit %d, want 0 naming %s:\n%s", code, lockID, out)
+// on the secure agent with the README policy's token: once through the
+// environment, once through the consul block (the two at once).
+func secureHeal(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string) {
+	for _, block := range []bool{false, true} {
+		t.Run(map[bool]string{false: "environment", true: "consul block"}[block], func(t *testing.T) {
+			t.Parallel()
+			repo, pwfile, data := resticRepo(t)
+			cfg := healConfig(t, repo, pwfile, data, "all")
+			env := append(toolEnv(t, srv, ""), "CONSUL_HTTP_TOKEN_FILE="+tokenFile)
+			if block {
+				b, err := os.ReadFile(cfg)
+				must(t, err)
+				cfg = writeConfig(t, consulBlock(srv, pki, tokenFile)+string(b))
+				env = []string{"PATH=" + testcluster.PathDir(t, "restic") + ":" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+			}
+			lockID := killedOnHostB(t, env, cfg, repo)
+			code, out := runRepolock(t, env, "run", "-config", cfg, "backup")
+			if code != 0 || !strings.Contains(out, lockID) {
+				t.Errorf("backup over host B's stale lock on the secure agent: exit %d, want 0 naming %s:\n%s", code, lockID, out)
+			}
+		})
 	}
 }
 

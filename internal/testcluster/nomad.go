@@ -1,8 +1,10 @@
 package testcluster
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,33 +20,99 @@ import (
 type Nomad struct {
 	Addr    string // http://host:port of the HTTP API
 	DataDir string
+	Token   string // the ACL bootstrap (management) token, NomadWithACL
 	cmd     *exec.Cmd
 	logBuf  *SyncBuffer
 	stopped chan struct{}
 }
 
+// NomadOption changes how a Nomad agent is started.
+type NomadOption func(*nomadOptions)
+
+type nomadOptions struct {
+	acl         bool
+	hostVolumes map[string]string
+	chroot      map[string]string
+}
+
+// NomadWithACL enables Nomad's ACLs and bootstraps them: Token is the
+// management token, which Env, Get and the CLI then carry.
+func NomadWithACL() NomadOption { return func(o *nomadOptions) { o.acl = true } }
+
+// NomadHostVolume declares a client host volume (read-write) of the
+// directory path, for the exec driver's tasks to mount.
+func NomadHostVolume(name, path string) NomadOption {
+	return func(o *nomadOptions) {
+		if o.hostVolumes == nil {
+			o.hostVolumes = map[string]string{}
+		}
+		o.hostVolumes[name] = path
+	}
+}
+
+// NomadChroot sets the client's chroot_env, what the exec driver copies
+// into each task's chroot (host path to path inside).
+func NomadChroot(m map[string]string) NomadOption { return func(o *nomadOptions) { o.chroot = m } }
+
+// NomadConsulRules is the policy of the Consul token a Nomad agent holds
+// against a Consul with ACLs: it registers its own services and reads the
+// agent and the catalog; the locks are repolock's, with their own tokens.
+const NomadConsulRules = `agent_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }
+service_prefix "" { policy = "write" }`
+
 // StartNomad starts a Nomad dev agent on 127.0.0.1 that uses consul for
 // its templates, with the cloud fingerprinters denied (they would wait for
 // metadata services that are not there), and waits until its client node is
-// ready.
-func StartNomad(t testing.TB, consul *Agent) *Nomad {
+// ready. Against a Consul with ACLs the agent holds a token of its own
+// (NomadConsulRules); against one WithTLS it speaks HTTPS with the test's
+// client certificate.
+func StartNomad(t testing.TB, consul *Agent, opts ...NomadOption) *Nomad {
 	t.Helper()
+	var o nomadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin := Binary(t, "nomad")
 	p := FreePorts(t, "127.0.0.1", 3)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.hcl")
+	consulHCL := fmt.Sprintf("address = %q\n", consul.Addr)
+	if consul.Token != "" {
+		tok := PolicyToken(t, consul.plainClient(), "nomad-agent-"+filepath.Base(dir), NomadConsulRules)
+		consulHCL += fmt.Sprintf("token = %q\n", tok.SecretID)
+	}
+	if consul.PKI != nil {
+		consulHCL += fmt.Sprintf("ssl = true\nca_file = %q\ncert_file = %q\nkey_file = %q\n", consul.PKI.CA, consul.PKI.ClientCert, consul.PKI.ClientKey)
+	}
+	var client string
+	for name, path := range o.hostVolumes {
+		client += fmt.Sprintf("  host_volume %q { path = %q }\n", name, path)
+	}
+	if len(o.chroot) > 0 {
+		client += "  chroot_env {\n"
+		for from, to := range o.chroot {
+			client += fmt.Sprintf("    %q = %q\n", from, to)
+		}
+		client += "  }\n"
+	}
+	acl := ""
+	if o.acl {
+		acl = "acl { enabled = true }\n"
+	}
 	hcl := fmt.Sprintf(`
 bind_addr = "127.0.0.1"
 data_dir  = %q
 ports { http = %d, rpc = %d, serf = %d }
-consul { address = %q }
+consul {
+%s}
 client {
   options { "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean" }
-}
+%s}
 plugin "raw_exec" { config { enabled = true } }
-log_level = "WARN"
-`, filepath.Join(dir, "data"), p[0], p[1], p[2], consul.Addr)
-	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+%slog_level = "WARN"
+`, filepath.Join(dir, "data"), p[0], p[1], p[2], consulHCL, client, acl)
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n := &Nomad{
@@ -64,8 +132,32 @@ log_level = "WARN"
 		close(n.stopped)
 	}()
 	t.Cleanup(n.Stop)
+	if o.acl {
+		n.bootstrap(t, 60*time.Second)
+	}
 	n.waitReady(t, 60*time.Second)
 	return n
+}
+
+// bootstrap makes the ACL bootstrap token once the agent has a leader.
+func (n *Nomad) bootstrap(t testing.TB, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-n.stopped:
+			t.Fatalf("testcluster: nomad exited early:\n%s", n.logBuf.String())
+		default:
+		}
+		var tok struct{ SecretID string }
+		if last = n.do(http.MethodPost, "/v1/acl/bootstrap", nil, &tok); last == nil && tok.SecretID != "" {
+			n.Token = tok.SecretID
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("testcluster: nomad ACL bootstrap after %s: %v\n%s", limit, last, n.logBuf.String())
 }
 
 func (n *Nomad) waitReady(t testing.TB, limit time.Duration) {
@@ -87,17 +179,49 @@ func (n *Nomad) waitReady(t testing.TB, limit time.Duration) {
 }
 
 // get decodes a GET of the HTTP API into out.
-func (n *Nomad) get(path string, out any) error {
+func (n *Nomad) get(path string, out any) error { return n.do(http.MethodGet, path, nil, out) }
+
+// do sends a request to the HTTP API with the agent's token, the body as
+// JSON, and decodes the answer into out (when not nil).
+func (n *Nomad) do(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, n.Addr+path, rd)
+	if err != nil {
+		return err
+	}
+	if n.Token != "" {
+		req.Header.Set("X-Nomad-Token", n.Token)
+	}
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(n.Addr + path)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
+	}
+	if out == nil {
+		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// PutVar writes a Nomad Variable through the HTTP API (not the CLI, whose
+// argv would carry its secrets).
+func (n *Nomad) PutVar(t testing.TB, path string, items map[string]string) {
+	t.Helper()
+	if err := n.do(http.MethodPut, "/v1/var/"+path, map[string]any{"Path": path, "Items": items}, nil); err != nil {
+		t.Fatalf("nomad: put variable %s: %v", path, err)
+	}
 }
 
 // Get decodes a GET of the HTTP API into out, failing the test on error.
@@ -109,7 +233,13 @@ func (n *Nomad) Get(t testing.TB, path string, out any) {
 }
 
 // Env is the environment the nomad CLI needs to talk to this agent.
-func (n *Nomad) Env() []string { return []string{"NOMAD_ADDR=" + n.Addr} }
+func (n *Nomad) Env() []string {
+	env := []string{"NOMAD_ADDR=" + n.Addr}
+	if n.Token != "" {
+		env = append(env, "NOMAD_TOKEN="+n.Token)
+	}
+	return env
+}
 
 // CLI runs the nomad CLI against the agent and returns its combined output.
 func (n *Nomad) CLI(t testing.TB, args ...string) (string, error) {
