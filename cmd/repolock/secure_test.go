@@ -30,8 +30,8 @@ func TestSecureAgent(t *testing.T) {
 	t.Run("the environment's settings, none of them passed to the command", func(t *testing.T) {
 		secureEnvScrubbed(t, srv, pki, env, tok.SecretID)
 	})
-	t.Run("the consul block's settings", func(t *testing.T) { secureConsulBlock(t, srv, pki, tokenFile) })
-	t.Run("a heal", func(t *testing.T) { secureHeal(t, srv, pki, tokenFile) })
+	t.Run("the consul block's settings", func(t *testing.T) { secureConsulBlock(t, srv, pki, mgmt) })
+	t.Run("a heal", func(t *testing.T) { secureHeal(t, srv, pki, mgmt) })
 	t.Run("permanent failures fail at once", func(t *testing.T) { securePermanent(t, srv, pki, env, mgmt) })
 	t.Run("a per-repository token from acl-policy", func(t *testing.T) { securePerRepository(t, srv, mgmt) })
 	t.Run("a token file replaced mid-run", func(t *testing.T) { secureTokenRotation(t, srv, mgmt) })
@@ -222,10 +222,25 @@ func consulBlock(srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string)
 `, srv.Addr, pki.CA, pki.ClientCert, pki.ClientKey, tokenFile)
 }
 
+// policyTokenFile is a file holding a token of the policy `repolock
+// acl-policy -config cfg` prints: what an operator gives repolock.
+func policyTokenFile(t *testing.T, srv *testcluster.Agent, mgmt *api.Client, cfg string) string {
+	t.Helper()
+	code, policy := runRepolock(t, srv.Env(testcluster.ManagementToken), "acl-policy", "-config", cfg)
+	if code != 0 {
+		t.Fatalf("acl-policy -config %s: exit %d:\n%s", cfg, code, policy)
+	}
+	file := filepath.Join(t.TempDir(), "consul-token")
+	tok := testcluster.PolicyToken(t, mgmt, fmt.Sprintf("acl-policy-%d", time.Now().UnixNano()), policy)
+	must(t, os.WriteFile(file, []byte(tok.SecretID+"\n"), 0o600))
+	return file
+}
+
 // Acceptance 1 through the consul block, and nothing in the environment:
-// validate, run, status and break (the heal is secureHeal's).
-func secureConsulBlock(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string) {
-	cfg := writeConfig(t, consulBlock(srv, pki, tokenFile)+`
+// validate, run, status and break (the heal is secureHeal's), with a
+// token of the policy acl-policy prints for the config.
+func secureConsulBlock(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, mgmt *api.Client) {
+	body := `
 repository "r" {
   tool     = "exec"
   location = "/srv/secure"
@@ -235,7 +250,12 @@ job "j" {
   mode       = "exclusive"
   command    = ["true"]
 }
-`)
+`
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	cfg := writeConfig(t, consulBlock(srv, pki, tokenFile)+body)
+	tok, err := os.ReadFile(policyTokenFile(t, srv, mgmt, cfg))
+	must(t, err)
+	replace(t, tokenFile, tok)
 	for _, args := range [][]string{{"validate", "-config", cfg}, {"run", "-config", cfg, "j"}, {"status", "-config", cfg, "r"}} {
 		if code, out := runRepolock(t, nil, args...); code != 0 {
 			t.Errorf("%s with the consul block only: exit %d:\n%s", args[0], code, out)
@@ -260,13 +280,15 @@ job "j" {
 // Acceptance 1, a heal: a restic check on host B is SIGKILLed and leaves
 // its lock; the next backup (unlock_native = "all") heals it and exits 0,
 // on the secure agent with the README policy's token: once through the
-// environment, once through the consul block (the two at once).
-func secureHeal(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string) {
+// environment, once through the consul block (the two at once), each with
+// a token of the policy acl-policy prints for its config.
+func secureHeal(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, mgmt *api.Client) {
 	for _, block := range []bool{false, true} {
 		t.Run(map[bool]string{false: "environment", true: "consul block"}[block], func(t *testing.T) {
 			t.Parallel()
 			repo, pwfile, data := resticRepo(t)
 			cfg := healConfig(t, repo, pwfile, data, "all")
+			tokenFile := policyTokenFile(t, srv, mgmt, cfg)
 			env := append(toolEnv(t, srv, ""), "CONSUL_HTTP_TOKEN_FILE="+tokenFile)
 			if block {
 				b, err := os.ReadFile(cfg)
