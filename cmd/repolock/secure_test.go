@@ -206,6 +206,35 @@ func secureEnvScrubbed(t *testing.T, srv *testcluster.Agent, pki *testcluster.PK
 	if code, out := runRepolock(t, all, "status", "secure-env"); code != 0 || !strings.Contains(out, "secure-env") {
 		t.Errorf("status on the secure agent: exit %d:\n%s", code, out)
 	}
+	// A job whose command talks to Consul itself (consul snapshot save)
+	// sets its own credentials in its env: those reach it, nothing else.
+	jobToken := filepath.Join(t.TempDir(), "snapshot-token")
+	cfg := writeConfig(t, fmt.Sprintf(`repository "r" {
+  tool     = "exec"
+  location = "/srv/secure-snapshots"
+}
+job "snapshot" {
+  repository = "r"
+  mode       = "exclusive"
+  command    = ["sh", "-c", "env > %s"]
+  env        = { CONSUL_HTTP_TOKEN_FILE = %q, CONSUL_CACERT = %q }
+}
+`, dump, jobToken, pki.CA))
+	must(t, os.Remove(dump))
+	if code, out := runRepolock(t, all, "run", "-config", cfg, "snapshot"); code != 0 {
+		t.Fatalf("run snapshot on the secure agent: exit %d:\n%s", code, out)
+	}
+	got = waitFile(t, dump, time.Second)
+	if !strings.Contains(got, "CONSUL_HTTP_TOKEN_FILE="+jobToken+"\n") || !strings.Contains(got, "CONSUL_CACERT="+pki.CA+"\n") {
+		t.Errorf("the job's own CONSUL_* env did not reach its command:\n%s", got)
+	}
+	for _, kv := range all {
+		k, v, _ := strings.Cut(kv, "=")
+		set := k == "CONSUL_HTTP_TOKEN_FILE" || k == "CONSUL_CACERT" // the job's own, checked above
+		if k != "CONSUL_HTTP_ADDR" && k != "CONSUL_CACERT" && ((!set && strings.Contains(got, k+"=")) || (len(v) > 4 && strings.Contains(got, v))) {
+			t.Errorf("the job's command holds the inherited %s or its value", k)
+		}
+	}
 }
 
 // consulBlock is a config's consul block for srv: address with scheme,
