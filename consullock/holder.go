@@ -62,7 +62,9 @@ const (
 )
 
 // String names the holder for people: user@host pid N, then its Nomad
-// allocation and its job when it has them.
+// allocation and its job when it has them. Read from KV, every field is
+// advisory and escaped (Escape): a host of escape sequences and newlines
+// prints as text, not as a row of its own.
 func (h Holder) String() string {
 	s := fmt.Sprintf("%s@%s pid %d", h.User, h.Host, h.PID)
 	if h.NomadAllocID != "" {
@@ -71,5 +73,5 @@ func (h Holder) String() string {
 	if h.Job != "" {
 		s += " job " + h.Job
 	}
-	return s
+	return Escape(s)
 }

@@ -94,6 +94,12 @@ type Lock struct {
 	record   Record
 	// grantIndex is the Consul index at which the grant saw the entry.
 	grantIndex uint64
+	// ignored are the entries warnIgnored has named.
+	ignored map[string]bool
+	// written are the values this contender wrote to its entry: any other
+	// value there is a KV write's.
+	writtenMu sync.Mutex
+	written   map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -261,7 +267,7 @@ func (l *Lock) createSession(ctx context.Context) error {
 	}
 	sent := clock.Now()
 	id, _, err := via.Session().CreateNoChecks(&api.SessionEntry{
-		Name:     "repolock " + l.cfg.Key,
+		Name:     sessionName(l.cfg.Key, l.cfg.Mode),
 		Node:     node,
 		TTL:      l.cfg.Lease.TTL.String(),
 		Behavior: api.SessionBehaviorDelete,
@@ -294,11 +300,24 @@ func (l *Lock) enqueue(ctx context.Context) error {
 	return nil
 }
 
+// wrote reports whether val is a value this contender wrote.
+func (l *Lock) wrote(val []byte) bool {
+	l.writtenMu.Lock()
+	defer l.writtenMu.Unlock()
+	return l.written[string(val)]
+}
+
 func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 	val, err := json.Marshal(l.record)
 	if err != nil {
 		return false, err
 	}
+	l.writtenMu.Lock()
+	if l.written == nil {
+		l.written = map[string]bool{}
+	}
+	l.written[string(val)] = true
+	l.writtenMu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, l.writeTimeout())
 	defer cancel()
 	ok, _, err := l.kv.Acquire(&api.KVPair{Key: l.entryKey, Value: val, Session: l.session},
@@ -338,14 +357,50 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			return err
 		}
 		live := liveRecords(pairs)
+		l.warnIgnored(pairs)
 		ahead, mine, ok := position(live, l.session)
 		if !ok {
-			return lost("own lock entry %s vanished while waiting (session destroyed or expired)", l.entryKey)
+			// Deleted or released by a KV write, or gone with the session:
+			// queue again with it. A session that is gone refuses the write.
+			l.log.Warn("own lock entry vanished while waiting (a KV write, or the session ended): queueing again", "key", l.cfg.Key, "entry", l.entryKey)
+			if err := l.enqueue(wctx); err != nil {
+				if l.ctx.Err() != nil {
+					return l.lossWhileWaiting()
+				}
+				return err
+			}
+			continue
 		}
-		if eligible(mine.Mode, ahead) {
-			l.token = mine.CreateIndex
-			l.grantIndex = meta.LastIndex
-			return nil
+		// My mode is my own setting, never my entry's value.
+		if eligible(l.cfg.Mode, ahead) {
+			// KV says yes; the sessions must agree (trust.go).
+			t, err := l.verify(wctx, live, ahead, mine)
+			switch {
+			case l.ctx.Err() != nil:
+				return l.lossWhileWaiting()
+			case err != nil && (final(err) || ctx.Err() != nil):
+				return err
+			case err != nil:
+				l.log.Warn("listing sessions failed; retrying", "key", l.cfg.Key, "error", err)
+				select {
+				case <-wctx.Done():
+				case <-time.After(l.cfg.Tuning.RetryDelay):
+				}
+				continue
+			case len(t.orphans) > 0:
+				if time.Now().After(deadline) || l.cfg.Wait == 0 {
+					return l.timeout(ahead)
+				}
+				l.log.Warn("a contender of this key has a session but no lock entry (deleted or released by a KV write): waiting until its session ends",
+					"key", l.cfg.Key, "sessions", t.orphans)
+				l.waitOrphans(wctx, t, deadline)
+				continue
+			case eligible(l.cfg.Mode, t.ahead):
+				l.token = mine.CreateIndex
+				l.grantIndex = meta.LastIndex
+				return nil
+			}
+			ahead = t.ahead
 		}
 		if !reported && l.cfg.OnBusy != nil {
 			l.cfg.OnBusy(ahead)
@@ -354,7 +409,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		if time.Now().After(deadline) || l.cfg.Wait == 0 {
 			return l.timeout(ahead)
 		}
-		b := blocker(mine.Mode, ahead)
+		b := blocker(l.cfg.Mode, ahead)
 		// Block until the blocker's entry changes (a holder record) or
 		// goes (its session ended); then look at the queue again.
 		if _, err := l.read(wctx, ctx, deadline, "watch lock entry "+b.key, fmt.Sprintf("key:read on %q", folder), func(opts *api.QueryOptions) (*api.QueryMeta, error) {
@@ -450,11 +505,12 @@ func (l *Lock) timeout(ahead []Record) error {
 		h.Holder, h.Mode, h.State, h.Since.Format(time.RFC3339))
 }
 
-// liveRecords decodes the entries whose session is alive, in CreateIndex order.
+// liveRecords decodes the entries whose session is alive, in CreateIndex
+// order; an entry not named for its session is not a contender's (trust.go).
 func liveRecords(pairs api.KVPairs) []Record {
 	out := []Record{} // a list, never null, in status -json
 	for _, p := range pairs {
-		if p.Session == "" {
+		if p.Session == "" || !entryName(p.Key, p.Session) {
 			continue
 		}
 		var r Record
@@ -465,11 +521,31 @@ func liveRecords(pairs api.KVPairs) []Record {
 		}
 		r.Session = p.Session
 		r.CreateIndex = p.CreateIndex
+		// The fencing token is the entry's CreateIndex, as the holder's
+		// command got it, never the value's text.
+		r.Token = 0
+		if r.State == StateHolding {
+			r.Token = p.CreateIndex
+		}
 		r.key, r.modifyIndex = p.Key, p.ModifyIndex
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreateIndex < out[j].CreateIndex })
 	return out
+}
+
+// warnIgnored names, once per entry, what liveRecords left out: entries
+// with a session but not named for it (a KV write's, not a contender's).
+func (l *Lock) warnIgnored(pairs api.KVPairs) {
+	for _, p := range pairs {
+		if p.Session != "" && !entryName(p.Key, p.Session) && !l.ignored[p.Key] {
+			if l.ignored == nil {
+				l.ignored = map[string]bool{}
+			}
+			l.ignored[p.Key] = true
+			l.log.Warn("ignoring a lock entry not named for its session", "entry", Escape(p.Key), "session", p.Session)
+		}
+	}
 }
 
 // position finds session's entry and the live entries created before it.
@@ -710,8 +786,22 @@ func (l *Lock) watchEntry() {
 			}
 			continue
 		}
-		if pair == nil || pair.Session != l.session {
-			l.lose(lost("lock entry %s is gone: session destroyed or expired", l.entryKey))
+		// A KV write can delete, release or rewrite the entry while the
+		// session lives: the grant no longer stands, and the holder fences
+		// at once. Its session lives on until the command's group is dead,
+		// which holds every other contender back meanwhile (trust.go).
+		switch {
+		case pair == nil:
+			l.lose(lost("lock entry %s was deleted: by a KV write, or with its session (destroyed or expired)", l.entryKey))
+			return
+		case pair.Session == "":
+			l.lose(lost("lock entry %s was released by a KV write (kv put -release)", l.entryKey))
+			return
+		case pair.Session != l.session:
+			l.lose(lost("lock entry %s was re-acquired by session %s", l.entryKey, pair.Session))
+			return
+		case !l.wrote(pair.Value):
+			l.lose(lost("lock entry %s was rewritten by a KV write, not by this holder", l.entryKey))
 			return
 		}
 		if pair.CreateIndex != l.token {

@@ -43,26 +43,91 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) (repos []Rep
 	return out, meta.ResultsFilteredByACLs, nil
 }
 
-// Break destroys the session of every live contender of key — holders and
-// waiters — and returns what it destroyed. It is the operator's forceful
-// escape hatch: a holder's command is stopped by its own repolock (exit 76),
-// but a competitor may be granted the lock before that command has died.
-func Break(ctx context.Context, c *api.Client, prefix, key string) ([]Record, error) {
-	repos, _, err := Status(ctx, c, prefix, key)
+// Broken is what Break did.
+type Broken struct {
+	// Destroyed are the live contenders whose sessions were destroyed,
+	// newest first.
+	Destroyed []Record
+	// Orphans are sessions of the key's contenders that had no live entry
+	// (deleted or released by a KV write), destroyed too.
+	Orphans []string
+	// Removed are entries left with no session (released by a KV write),
+	// deleted.
+	Removed []string
+	// Skipped are entries held by a session that is not a contender of the
+	// key (another key's, or not repolock's): left alone.
+	Skipped []string
+}
+
+// Break destroys the session of every contender of key — holders and
+// waiters, with or without an entry — and deletes the entries left with
+// no session. It touches no session that is not named for key (trust.go),
+// whatever entries under key say. It is the operator's forceful escape
+// hatch: a holder's command is stopped by its own repolock (exit 76), but
+// a competitor may be granted the lock before that command has died.
+func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, error) {
+	var out Broken
+	folder := RepoPrefix(prefix, key) + "lock/"
+	pairs, _, err := c.KV().List(folder, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
 	if err != nil {
-		return nil, err
+		return out, classify("read "+folder, "key:read on "+folder, err)
 	}
-	var done []Record
-	for _, r := range repos {
-		// Newest first: destroying a holder first would grant the lock to
-		// a waiter that is about to be destroyed too.
-		for i := len(r.Entries) - 1; i >= 0; i-- {
-			e := r.Entries[i]
-			if _, err := c.Session().Destroy(e.Session, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
-				return done, classify("destroy session "+e.Session, "session:write", err)
-			}
-			done = append(done, e)
+	sessions, _, err := c.Session().List((&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+	if err != nil {
+		return out, classify("list sessions", "session:read", err)
+	}
+	mine, all := map[string]*api.SessionEntry{}, map[string]bool{}
+	for _, s := range sessions {
+		all[s.ID] = true
+		if k, _, ok := parseSessionName(s.Name); ok && k == key {
+			mine[s.ID] = s
 		}
 	}
-	return done, nil
+	destroy := func(id string) error {
+		if _, err := c.Session().Destroy(id, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+			return classify("destroy session "+id, "session:write", err)
+		}
+		delete(mine, id)
+		return nil
+	}
+	live := liveRecords(pairs)
+	// Newest first: destroying a holder first would grant the lock to a
+	// waiter that is about to be destroyed too.
+	for i := len(live) - 1; i >= 0; i-- {
+		e := live[i]
+		if !all[e.Session] {
+			continue // ended since the entries were read
+		}
+		if mine[e.Session] == nil {
+			out.Skipped = append(out.Skipped, e.key)
+			continue
+		}
+		if err := destroy(e.Session); err != nil {
+			return out, err
+		}
+		out.Destroyed = append(out.Destroyed, e)
+	}
+	for _, p := range pairs {
+		if p.Session != "" && !entryName(p.Key, p.Session) {
+			out.Skipped = append(out.Skipped, p.Key)
+		}
+	}
+	for id := range mine {
+		if err := destroy(id); err != nil {
+			return out, err
+		}
+		out.Orphans = append(out.Orphans, id)
+	}
+	for _, p := range pairs {
+		if p.Session != "" {
+			continue
+		}
+		// Only if still without a session: a CAS on the index it was read at.
+		if ok, _, err := c.KV().DeleteCAS(&api.KVPair{Key: p.Key, ModifyIndex: p.ModifyIndex}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+			return out, classify("delete "+p.Key, "key:write on "+folder, err)
+		} else if ok {
+			out.Removed = append(out.Removed, p.Key)
+		}
+	}
+	return out, nil
 }

@@ -58,7 +58,9 @@ func cmdBreak(args []string, stdout, stderr io.Writer) error {
 	prefix := fs.String("prefix", "", "Consul KV prefix (default the config's, else repolock)")
 	fs.Usage = func() {
 		io.WriteString(stderr, "Usage: repolock break [-config FILE] REPOSITORY|KEY\n\n"+
-			"Destroys the Consul session of every holder and waiter of the lock at once.\n"+
+			"Destroys the Consul session of every holder and waiter of the lock at once,\n"+
+			"and removes entries left with no session; sessions that are not the lock's\n"+
+			"contenders are left alone, and named.\n"+
 			"Holders' commands are stopped by their repolock (exit 76), but another\n"+
 			"contender may start before they are dead: use it only when a lock is stuck.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -76,18 +78,27 @@ func cmdBreak(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done, err := consullock.Break(ctx, client, pfx, key)
-	for _, e := range done {
-		fmt.Fprintf(stdout, "destroyed session %s: %s %s, %s, since %s", e.Session, e.State, e.Mode, e.Holder,
+	for _, e := range done.Destroyed {
+		fmt.Fprintf(stdout, "destroyed session %s: %s %s, %s, since %s", e.Session, consullock.Escape(e.State), e.Mode, e.Holder,
 			e.Since.Format(time.RFC3339))
 		if e.State == consullock.StateHolding {
 			fmt.Fprintf(stdout, ", fencing token %d", e.Token)
 		}
 		fmt.Fprintln(stdout)
 	}
+	for _, id := range done.Orphans {
+		fmt.Fprintf(stdout, "destroyed session %s: a contender of %s whose lock entry a KV write had removed\n", id, key)
+	}
+	for _, k := range done.Removed {
+		fmt.Fprintf(stdout, "removed %s: an entry with no session (released by a KV write)\n", consullock.Escape(k))
+	}
+	for _, k := range done.Skipped {
+		fmt.Fprintf(stdout, "skipped %s: held by a session that is not a contender of %s; left alone\n", consullock.Escape(k), key)
+	}
 	if err != nil {
 		return err
 	}
-	if len(done) == 0 {
+	if len(done.Destroyed)+len(done.Orphans)+len(done.Removed) == 0 {
 		fmt.Fprintf(stdout, "no holder or waiter for %s: nothing destroyed\n", key)
 	}
 	return nil

@@ -182,6 +182,8 @@ func staleJobs(cfg *plan.Config, key string, repos []lockStatus, now time.Time) 
 			when = last.LastSuccess[j.Name]
 		}
 		switch {
+		case history.Implausible(when, now):
+			out = append(out, fmt.Sprintf("job %s on repository %s (key %s): last success at %s is in the future: implausible, a forged record or a clock far off (expect_every %s)", j.Name, j.Repository, res.Key, when.UTC().Format(time.RFC3339), j.ExpectEvery))
 		case when.IsZero():
 			out = append(out, fmt.Sprintf("job %s on repository %s (key %s): no recorded success (expect_every %s)", j.Name, j.Repository, res.Key, j.ExpectEvery))
 		case now.Sub(when) > j.ExpectEvery:
@@ -215,7 +217,7 @@ func printStatus(w io.Writer, repos []lockStatus, now time.Time) {
 			if e.State == consullock.StateHolding {
 				tok = fmt.Sprint(e.Token)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", repo, r.Key, e.State, e.Mode, e.Holder,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", repo, r.Key, consullock.Escape(e.State), e.Mode, e.Holder,
 				now.Sub(since).Round(time.Second), tok)
 		}
 	}
@@ -224,17 +226,21 @@ func printStatus(w io.Writer, repos []lockStatus, now time.Time) {
 		if l := r.Last; l != nil {
 			job := ""
 			if l.Job != "" {
-				job = " job " + l.Job
+				job = " job " + consullock.Escape(l.Job)
 			}
 			fmt.Fprintf(w, "last run of %s:%s %s exit %d (%s), ended %s ago after %s, by %s, token %d\n",
-				r.Key, job, l.Mode, l.Exit, l.Class, now.Sub(l.Ended).Round(time.Second),
+				r.Key, job, consullock.Escape(string(l.Mode)), l.Exit, consullock.Escape(l.Class), now.Sub(l.Ended).Round(time.Second),
 				l.Ended.Sub(l.Started).Round(time.Millisecond), l.Holder, l.Token)
 			for _, j := range slices.Sorted(maps.Keys(l.LastSuccess)) {
-				name := j
+				name := consullock.Escape(j)
 				if name == "" {
 					name = "(exec)"
 				}
-				fmt.Fprintf(w, "  last success of %s: %s ago\n", name, now.Sub(l.LastSuccess[j]).Round(time.Second))
+				if when := l.LastSuccess[j]; history.Implausible(when, now) {
+					fmt.Fprintf(w, "  last success of %s: at %s, in the future: implausible\n", name, when.UTC().Format(time.RFC3339))
+				} else {
+					fmt.Fprintf(w, "  last success of %s: %s ago\n", name, now.Sub(when).Round(time.Second))
+				}
 			}
 		}
 	}

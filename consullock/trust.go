@@ -1,0 +1,150 @@
+package consullock
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// What decides a grant is what Consul guarantees, never what a value in
+// KV says: a plain KV write (an operator's `consul kv put`, a cleanup
+// script, any token with write on the prefix) can rewrite, release or
+// delete an entry, but it cannot create, rename or revive a session.
+//
+//   - A contender's own mode is its own setting (Config.Mode).
+//   - Another contender's mode and key are its session's name, fixed when
+//     Consul created the session (sessionName). A value whose mode
+//     disagrees is tampering: the entry counts as exclusive.
+//   - An entry counts only when its name is its session's ID, and that
+//     session is named for this key: anything else under the folder was
+//     not written by a contender of the key.
+//   - A session named for this key that has no live entry is a contender
+//     whose entry was deleted or released behind its back, or one about to
+//     write its entry. It holds back every grant until it has an entry or
+//     is gone: a holder whose entry vanished keeps renewing its session
+//     until its command's group is dead, and only then destroys it.
+
+// sessionName is the name of a contender's session for key in mode.
+func sessionName(key string, mode Mode) string {
+	return sessionPrefix + string(mode) + " " + key
+}
+
+const sessionPrefix = "repolock "
+
+// parseSessionName is sessionName's inverse; ok is false for a session
+// that is not a contender's. A session of an earlier repolock ("repolock
+// <key>") names its key but not its mode: it counts as exclusive.
+func parseSessionName(name string) (key string, mode Mode, ok bool) {
+	rest, found := strings.CutPrefix(name, sessionPrefix)
+	if !found {
+		return "", "", false
+	}
+	m, k, two := strings.Cut(rest, " ")
+	if !two {
+		return rest, Exclusive, CheckKey(rest) == nil
+	}
+	mode, err := ParseMode(m)
+	if err != nil || CheckKey(k) != nil {
+		return "", "", false
+	}
+	return k, mode, true
+}
+
+// sessionID matches the IDs Consul gives sessions (a UUID).
+var sessionID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// entryName reports whether an entry's key ends in its session's ID, as
+// every contender writes it; other entries are not a contender's.
+func entryName(key, session string) bool {
+	name := path.Base(key)
+	return name == session && sessionID.MatchString(name) && strings.HasSuffix(key, "/lock/"+name)
+}
+
+// trusted is a listing checked against the key's sessions: the entries
+// ahead with their modes as their sessions say, and the sessions named
+// for the key that have no live entry and may be ahead (orphans).
+type trusted struct {
+	ahead   []Record
+	orphans []string
+	index   uint64 // of the session listing, for a blocking wait
+}
+
+// verify checks the live entries ahead of mine against one listing of the
+// datacenter's sessions.
+func (l *Lock) verify(ctx context.Context, live, ahead []Record, mine Record) (trusted, error) {
+	rctx, cancel := context.WithTimeout(ctx, l.requestTimeout())
+	defer cancel()
+	sessions, meta, err := l.sessions.List((&api.QueryOptions{}).WithContext(rctx))
+	if err != nil {
+		return trusted{}, classify("list sessions", fmt.Sprintf("session:read on node %q", SessionNode(l.cfg.Node)), err)
+	}
+	t := judge(l.cfg.Key, l.session, sessions, live, ahead, mine, l.log.Warn)
+	t.index = meta.LastIndex
+	return t, nil
+}
+
+// judge is verify's rule on what was read: key is the lock's, me my
+// session; warn names what it found tampered with.
+func judge(key, me string, sessions []*api.SessionEntry, live, ahead []Record, mine Record, warn func(string, ...any)) trusted {
+	byID := make(map[string]*api.SessionEntry, len(sessions))
+	for _, s := range sessions {
+		byID[s.ID] = s
+	}
+	var out trusted
+	for _, r := range ahead {
+		s, ok := byID[r.Session]
+		if !ok {
+			continue // destroyed since the entries were read: its entry went with it
+		}
+		k, mode, ok := parseSessionName(s.Name)
+		if !ok || k != key {
+			warn("ignoring a lock entry held by a session that is not a contender of this key", "entry", r.key, "session", r.Session, "session_name", Escape(s.Name))
+			continue
+		}
+		if r.Mode != mode {
+			warn("lock entry's mode was rewritten: counted as exclusive", "entry", r.key, "session_mode", mode, "entry_mode", Escape(string(r.Mode)))
+			mode = Exclusive
+		}
+		r.Mode = mode
+		out.ahead = append(out.ahead, r)
+	}
+	entered := make(map[string]bool, len(live))
+	for _, r := range live {
+		entered[r.Session] = true
+	}
+	for _, s := range sessions {
+		k, _, ok := parseSessionName(s.Name)
+		// A session created after my entry writes its entry after mine:
+		// it queues behind me whatever it is.
+		if !ok || k != key || s.ID == me || entered[s.ID] || s.CreateIndex > mine.CreateIndex {
+			continue
+		}
+		out.orphans = append(out.orphans, s.ID)
+	}
+	return out
+}
+
+// waitOrphans blocks until the session listing changes (an orphan's
+// session destroyed or expired), or for at most a second: an orphan that
+// is a contender about to write its entry changes only KV.
+func (l *Lock) waitOrphans(ctx context.Context, t trusted, deadline time.Time) {
+	wait := min(max(time.Until(deadline), time.Millisecond), time.Second)
+	rctx, cancel := context.WithTimeout(ctx, wait+wait/16+l.requestTimeout())
+	defer cancel()
+	_, _, _ = l.sessions.List((&api.QueryOptions{WaitIndex: t.index, WaitTime: wait}).WithContext(rctx))
+}
+
+// Escape makes text read from KV safe to print on one line: control
+// characters (escape sequences, newlines) are shown as Go escapes.
+func Escape(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' }) < 0 {
+		return s
+	}
+	q := fmt.Sprintf("%q", s)
+	return q[1 : len(q)-1]
+}

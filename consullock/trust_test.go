@@ -1,0 +1,158 @@
+package consullock
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+)
+
+func TestSessionName(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		key  string
+		mode Mode
+		ok   bool
+	}{
+		{sessionName("photos", Shared), "photos", Shared, true},
+		{sessionName("photos", Exclusive), "photos", Exclusive, true},
+		{"repolock photos", "photos", Exclusive, true}, // an earlier repolock's: its mode is unknown
+		{"repolock shared ../x", "", "", false},
+		{"repolock sometimes photos", "", "", false},
+		{"consul lock photos", "", "", false},
+		{"", "", "", false},
+	} {
+		key, mode, ok := parseSessionName(c.name)
+		if key != c.key || mode != c.mode || ok != c.ok {
+			t.Errorf("parseSessionName(%q) = %q, %q, %t; want %q, %q, %t", c.name, key, mode, ok, c.key, c.mode, c.ok)
+		}
+	}
+}
+
+func TestEntryName(t *testing.T) {
+	id := "0f663746-c183-4ffc-c901-107753882cce"
+	for key, want := range map[string]bool{
+		"repolock/repos/k/lock/" + id:                                    true,
+		"repolock/repos/k/lock/..":                                       false,
+		"repolock/repos/k/lock/" + id + "x":                              false,
+		"repolock/repos/k/" + id:                                         false,
+		"repolock/repos/k/lock/1f663746-c183-4ffc-c901-107753882cce":     false, // another session's name
+		"repolock/repos/k/lock/0F663746-C183-4FFC-C901-107753882CCE":     false,
+		"repolock/repos/k/lock/sub/0f663746-c183-4ffc-c901-107753882cce": false,
+	} {
+		if got := entryName(key, id); got != want {
+			t.Errorf("entryName(%q) = %t, want %t", key, got, want)
+		}
+	}
+}
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"web-1":                     "web-1",
+		"host\x1b[2K\rroot@evil":    `host\x1b[2K\rroot@evil`,
+		"two\nlines":                `two\nlines`,
+		"ünïcode":                   "ünïcode",
+		"bad utf8 \xff":             `bad utf8 \xff`,
+		"c1 control \u0085 between": `c1 control \u0085 between`,
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzGrantRule feeds the grant rule arbitrary listings of entries (names,
+// sessions, values, indexes) and sessions (names, indexes), and checks it
+// against Consul's facts alone: when it grants, no session of another
+// contender of the key that may be ahead (its entry created before mine,
+// or no entry and created before mine) conflicts with my mode.
+func FuzzGrantRule(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+	f.Add([]byte("exclusive holder released by a kv write"))
+	f.Add([]byte{1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 2, 3, 3, 3, 3, 250, 7, 9, 13})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		next := func() int {
+			if len(data) == 0 {
+				return 0
+			}
+			b := data[0]
+			data = data[1:]
+			return int(b)
+		}
+		const key = "k"
+		ids := []string{
+			"00000000-0000-4000-8000-000000000000", "11111111-1111-4111-8111-111111111111",
+			"22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333",
+			"44444444-4444-4444-8444-444444444444",
+		}
+		me := ids[0]
+		myMode := []Mode{Shared, Exclusive}[next()%2]
+		folder := RepoPrefix("", key) + "lock/"
+		var sessions []*api.SessionEntry
+		for i, id := range ids {
+			if i > 0 && next()%4 == 0 {
+				continue // destroyed
+			}
+			name := []string{sessionName(key, Shared), sessionName(key, Exclusive), "repolock " + key,
+				sessionName("other", Exclusive), "not repolock"}[next()%5]
+			if i == 0 {
+				name = sessionName(key, myMode)
+			}
+			sessions = append(sessions, &api.SessionEntry{ID: id, Name: name, CreateIndex: uint64(next())})
+		}
+		mineIndex := uint64(next()) + 1
+		pairs := api.KVPairs{{Key: folder + me, Session: me, CreateIndex: mineIndex,
+			Value: []byte(fmt.Sprintf(`{"mode":%q}`, []Mode{Shared, Exclusive}[next()%2]))}}
+		for n := next() % 8; n > 0; n-- {
+			sess := ids[next()%len(ids)]
+			name := []string{sess, "..", ids[next()%len(ids)], "x"}[next()%4]
+			if next()%5 == 0 {
+				sess = "" // released by a KV write
+			}
+			value := []string{`{"mode":"shared"}`, `{"mode":"exclusive"}`, `garbage`, `{"mode":"none"}`}[next()%4]
+			if slices.ContainsFunc(pairs, func(p *api.KVPair) bool { return p.Key == folder+name }) {
+				continue // one entry a key
+			}
+			pairs = append(pairs, &api.KVPair{Key: folder + name, Session: sess, CreateIndex: uint64(next()), Value: []byte(value)})
+		}
+
+		live := liveRecords(pairs)
+		ahead, mine, ok := position(live, me)
+		if !ok || !eligible(myMode, ahead) {
+			return
+		}
+		tr := judge(key, me, sessions, live, ahead, mine, func(string, ...any) {})
+		if len(tr.orphans) > 0 || !eligible(myMode, tr.ahead) {
+			return
+		}
+		// Granted. Check Consul's facts: each other session of the key.
+		for _, s := range sessions {
+			k, mode, ok := parseSessionName(s.Name)
+			if !ok || k != key || s.ID == me {
+				continue
+			}
+			var entry *api.KVPair
+			for _, p := range pairs {
+				if p.Session == s.ID && p.Key == folder+s.ID && (entry == nil || p.CreateIndex < entry.CreateIndex) {
+					entry = p
+				}
+			}
+			first := s.CreateIndex < mine.CreateIndex // no entry: it may be a holder whose entry vanished
+			if entry != nil {
+				first = entry.CreateIndex < mine.CreateIndex
+			}
+			if !first {
+				continue
+			}
+			var v struct{ Mode Mode }
+			if entry != nil {
+				_ = json.Unmarshal(entry.Value, &v)
+			}
+			if myMode == Exclusive || mode != Shared || entry == nil || v.Mode != Shared {
+				t.Fatalf("granted %s beside session %s (%q, entry %+v):\nsessions %+v\npairs %+v", myMode, s.ID, s.Name, entry, sessions, pairs)
+			}
+		}
+	})
+}
