@@ -7,7 +7,7 @@ package history
 import (
 	"context"
 	"encoding/json"
-	"maps"
+	"fmt"
 	"strings"
 	"time"
 
@@ -54,31 +54,84 @@ type Run struct {
 // Write records a finished run, carrying the previous record's
 // LastSuccess and adding this run's when it succeeded (exit 0). It is
 // informational: callers log a failure and go on.
+//
+// Shared holders of a key end together, so the record is updated with a
+// compare-and-set on its ModifyIndex, retried, and no job's success is
+// lost. A record of a later grant (a higher fencing token) is never
+// replaced by an earlier grant's, such as a fenced holder's late write:
+// only this run's success is merged into it. A success time in the future
+// (forged, or a clock far off) is implausible and not carried forward.
 func Write(ctx context.Context, c *api.Client, prefix, key string, run Run) error {
 	path := consullock.RepoPrefix(prefix, key) + leaf
-	if p, _, err := c.KV().Get(path, (&api.QueryOptions{}).WithContext(ctx)); err == nil && p != nil {
-		var prev Run
-		if json.Unmarshal(p.Value, &prev) == nil {
-			run.LastSuccess = prev.LastSuccess
+	for attempt := 0; ; attempt++ {
+		p, _, err := c.KV().Get(path, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+		if err != nil {
+			return consullock.Classify("read last run", "key:read on "+path, err)
+		}
+		var prev *Run
+		var index uint64
+		if p != nil {
+			index = p.ModifyIndex
+			var r Run
+			if json.Unmarshal(p.Value, &r) == nil {
+				prev = &r
+			}
+		}
+		val, err := json.Marshal(merge(prev, run, time.Now()))
+		if err != nil {
+			return err
+		}
+		ok, _, err := c.KV().CAS(&api.KVPair{Key: path, Value: val, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
+		if err != nil {
+			return consullock.Classify("write last run", "key:write on "+path, err)
+		}
+		if ok {
+			return nil
+		}
+		if attempt >= casAttempts {
+			return fmt.Errorf("write last run %s: changed under %d compare-and-set attempts", path, casAttempts)
+		}
+	}
+}
+
+// casAttempts bounds Write's retries; each is lost only to another write
+// of the same record, and shared holders of one key are few.
+const casAttempts = 20
+
+// Skew is how far in the future a recorded time may lie before it is
+// implausible: clocks of hosts disagree by seconds, not minutes.
+const Skew = 5 * time.Minute
+
+// Implausible reports whether t lies further in the future than Skew.
+func Implausible(t, now time.Time) bool { return t.After(now.Add(Skew)) }
+
+// merge is the record to write over prev (nil: none or unreadable) for run.
+func merge(prev *Run, run Run, now time.Time) Run {
+	success := map[string]time.Time{}
+	if prev != nil {
+		for job, t := range prev.LastSuccess {
+			if !Implausible(t, now) {
+				success[job] = t
+			}
 		}
 	}
 	if run.Exit == 0 { // only a success ends with 0 (run.Of)
-		run.LastSuccess = maps.Clone(run.LastSuccess)
-		if run.LastSuccess == nil {
-			run.LastSuccess = map[string]time.Time{}
+		if t, ok := success[run.Job]; !ok || run.Ended.After(t) {
+			success[run.Job] = run.Ended
 		}
-		run.LastSuccess[run.Job] = run.Ended
+	}
+	out := run
+	if prev != nil && prev.Token > run.Token {
+		out = *prev // a later grant's record stands
+	}
+	out.LastSuccess = success
+	if len(success) == 0 {
+		out.LastSuccess = nil
 	}
 	// Lists are [] when empty, never null, for consul-template and jq.
-	run.NativeLocksCleared = append([]plugin.NativeLock{}, run.NativeLocksCleared...)
-	run.Notes = append([]string{}, run.Notes...)
-	val, err := json.Marshal(run)
-	if err != nil {
-		return err
-	}
-	_, err = c.KV().Put(&api.KVPair{Key: path, Value: val},
-		(&api.WriteOptions{}).WithContext(ctx))
-	return consullock.Classify("write last run", "key:write on "+path, err)
+	out.NativeLocksCleared = append([]plugin.NativeLock{}, out.NativeLocksCleared...)
+	out.Notes = append([]string{}, out.Notes...)
+	return out
 }
 
 // Read returns the last records under prefix by lock key (only key's, when

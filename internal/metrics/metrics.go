@@ -22,6 +22,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/repolock/repolock/internal/history"
 )
 
 // Outcomes of a run, the values of repolock_runs_total's outcome label.
@@ -218,6 +220,9 @@ func registry(run Run, base prometheus.Labels, prev map[string]*dto.MetricFamily
 	}
 	gauge("repolock_last_run_timestamp_seconds", "When the last run ended.", withMode, unix(run.Ended))
 	lastSuccess := previous(prev, "repolock_last_success_timestamp_seconds", labels)
+	if history.Implausible(time.Unix(int64(lastSuccess), 0), time.Now()) {
+		lastSuccess = 0 // forged, or a clock far off: never carried forward
+	}
 	if run.Outcome == Success {
 		lastSuccess = unix(run.Ended)
 	}
