@@ -20,6 +20,7 @@ import (
 	"path"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -96,10 +97,15 @@ type Lock struct {
 	grantIndex uint64
 	// ignored are the entries warnIgnored has named.
 	ignored map[string]bool
+	// named are the sessions' names seen so far, by ID (trust.go).
+	named map[string]string
 	// written are the values this contender wrote to its entry: any other
 	// value there is a KV write's.
 	writtenMu sync.Mutex
 	written   map[string]bool
+	// leftover is the ModifyIndex of this contender's entry released by a
+	// KV write: no session deletes it, so Release does.
+	leftover atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -371,36 +377,41 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			}
 			continue
 		}
-		// My mode is my own setting, never my entry's value.
-		if eligible(l.cfg.Mode, ahead) {
-			// KV says yes; the sessions must agree (trust.go).
-			t, err := l.verify(wctx, live, ahead, mine)
-			switch {
-			case l.ctx.Err() != nil:
-				return l.lossWhileWaiting()
-			case err != nil && (final(err) || ctx.Err() != nil):
-				return err
-			case err != nil:
-				l.log.Warn("listing sessions failed; retrying", "key", l.cfg.Key, "error", err)
-				select {
-				case <-wctx.Done():
-				case <-time.After(l.cfg.Tuning.RetryDelay):
+		// The entries ahead as their sessions say (trust.go); my mode is
+		// my own setting, never my entry's value. A wake-up lists the
+		// sessions when an entry ahead has one not seen before, and a
+		// grant always, for the sessions that lost their entries.
+		var listed *listing
+		if l.unnamed(ahead) {
+			if listed, err = l.listSessions(wctx); err != nil {
+				if err = l.retryList(ctx, wctx, deadline, err); err != nil {
+					return err
 				}
 				continue
-			case len(t.orphans) > 0:
+			}
+		}
+		ahead = trustAhead(l.cfg.Key, l.named, ahead, l.log.Warn)
+		if eligible(l.cfg.Mode, ahead) {
+			if listed == nil {
+				if listed, err = l.listSessions(wctx); err != nil {
+					if err = l.retryList(ctx, wctx, deadline, err); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			if o := orphans(l.cfg.Key, l.session, listed.sessions, live, mine); len(o) > 0 {
 				if time.Now().After(deadline) || l.cfg.Wait == 0 {
 					return l.timeout(ahead)
 				}
 				l.log.Warn("a contender of this key has a session but no lock entry (deleted or released by a KV write): waiting until its session ends",
-					"key", l.cfg.Key, "sessions", t.orphans)
-				l.waitOrphans(wctx, t, deadline)
+					"key", l.cfg.Key, "sessions", o)
+				l.waitOrphans(wctx, listed, deadline)
 				continue
-			case eligible(l.cfg.Mode, t.ahead):
-				l.token = mine.CreateIndex
-				l.grantIndex = meta.LastIndex
-				return nil
 			}
-			ahead = t.ahead
+			l.token = mine.CreateIndex
+			l.grantIndex = meta.LastIndex
+			return nil
 		}
 		if !reported && l.cfg.OnBusy != nil {
 			l.cfg.OnBusy(ahead)
@@ -419,6 +430,23 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// retryList handles a failed session listing of waitGrant: nil after a
+// pause when it may be retried, else the error to end the wait with.
+func (l *Lock) retryList(ctx, wctx context.Context, deadline time.Time, err error) error {
+	switch {
+	case l.ctx.Err() != nil:
+		return l.lossWhileWaiting()
+	case final(err) || ctx.Err() != nil || time.Now().After(deadline):
+		return err
+	}
+	l.log.Warn("listing sessions failed; retrying", "key", l.cfg.Key, "error", err)
+	select {
+	case <-wctx.Done():
+	case <-time.After(l.cfg.Tuning.RetryDelay):
+	}
+	return nil
 }
 
 // read runs one read of waitGrant, blocking from index (0: not blocking),
@@ -795,6 +823,7 @@ func (l *Lock) watchEntry() {
 			l.lose(lost("lock entry %s was deleted: by a KV write, or with its session (destroyed or expired)", l.entryKey))
 			return
 		case pair.Session == "":
+			l.leftover.Store(pair.ModifyIndex)
 			l.lose(lost("lock entry %s was released by a KV write (kv put -release)", l.entryKey))
 			return
 		case pair.Session != l.session:
@@ -867,6 +896,10 @@ func (l *Lock) abandon() {
 func (l *Lock) Release(ctx context.Context) error {
 	l.stopOnce.Do(func() { close(l.stop) })
 	_, err := l.sessions.Destroy(l.session, (&api.WriteOptions{}).WithContext(ctx))
+	if idx := l.leftover.Load(); idx != 0 && err == nil {
+		// Only as it was seen: a CAS on its index.
+		_, _, _ = l.kv.DeleteCAS(&api.KVPair{Key: l.entryKey, ModifyIndex: idx}, (&api.WriteOptions{}).WithContext(ctx))
+	}
 	l.shutdown()
 	return classify("destroy session", "session:write", err)
 }

@@ -65,45 +65,59 @@ func entryName(key, session string) bool {
 	return name == session && sessionID.MatchString(name) && strings.HasSuffix(key, "/lock/"+name)
 }
 
-// trusted is a listing checked against the key's sessions: the entries
-// ahead with their modes as their sessions say, and the sessions named
-// for the key that have no live entry and may be ahead (orphans).
-type trusted struct {
-	ahead   []Record
-	orphans []string
-	index   uint64 // of the session listing, for a blocking wait
+// listing is one read of the datacenter's sessions.
+type listing struct {
+	sessions []*api.SessionEntry
+	index    uint64 // for a blocking wait
 }
 
-// verify checks the live entries ahead of mine against one listing of the
-// datacenter's sessions.
-func (l *Lock) verify(ctx context.Context, live, ahead []Record, mine Record) (trusted, error) {
+// listSessions reads the sessions and remembers their names: a session's
+// name never changes, so each is read once (l.named).
+func (l *Lock) listSessions(ctx context.Context) (*listing, error) {
 	rctx, cancel := context.WithTimeout(ctx, l.requestTimeout())
 	defer cancel()
 	sessions, meta, err := l.sessions.List((&api.QueryOptions{}).WithContext(rctx))
 	if err != nil {
-		return trusted{}, classify("list sessions", fmt.Sprintf("session:read on node %q", SessionNode(l.cfg.Node)), err)
+		return nil, classify("list sessions", fmt.Sprintf("session:read on node %q", SessionNode(l.cfg.Node)), err)
 	}
-	t := judge(l.cfg.Key, l.session, sessions, live, ahead, mine, l.log.Warn)
-	t.index = meta.LastIndex
-	return t, nil
+	if l.named == nil {
+		l.named = map[string]string{}
+	}
+	for _, s := range sessions {
+		l.named[s.ID] = s.Name
+	}
+	return &listing{sessions: sessions, index: meta.LastIndex}, nil
 }
 
-// judge is verify's rule on what was read: key is the lock's, me my
-// session; warn names what it found tampered with.
-func judge(key, me string, sessions []*api.SessionEntry, live, ahead []Record, mine Record, warn func(string, ...any)) trusted {
-	byID := make(map[string]*api.SessionEntry, len(sessions))
-	for _, s := range sessions {
-		byID[s.ID] = s
-	}
-	var out trusted
+// unnamed reports whether an entry ahead has a session whose name is not
+// known yet.
+func (l *Lock) unnamed(ahead []Record) bool {
 	for _, r := range ahead {
-		s, ok := byID[r.Session]
-		if !ok {
-			continue // destroyed since the entries were read: its entry went with it
+		if _, ok := l.named[r.Session]; !ok {
+			return true
 		}
-		k, mode, ok := parseSessionName(s.Name)
+	}
+	return false
+}
+
+// trustAhead is the entries ahead as their sessions say (named: ID to
+// name): entries of sessions that are not contenders of key dropped, a
+// mode that disagrees with the session's counted as exclusive. An entry
+// whose session is not named (not listed: ended since, or hidden from
+// the token by its ACLs) counts as exclusive: never grant past what
+// cannot be checked.
+func trustAhead(key string, named map[string]string, ahead []Record, warn func(string, ...any)) []Record {
+	out := make([]Record, 0, len(ahead))
+	for _, r := range ahead {
+		name, ok := named[r.Session]
+		if !ok {
+			r.Mode = Exclusive
+			out = append(out, r)
+			continue
+		}
+		k, mode, ok := parseSessionName(name)
 		if !ok || k != key {
-			warn("ignoring a lock entry held by a session that is not a contender of this key", "entry", r.key, "session", r.Session, "session_name", Escape(s.Name))
+			warn("ignoring a lock entry held by a session that is not a contender of this key", "entry", r.key, "session", r.Session, "session_name", Escape(name))
 			continue
 		}
 		if r.Mode != mode {
@@ -111,12 +125,19 @@ func judge(key, me string, sessions []*api.SessionEntry, live, ahead []Record, m
 			mode = Exclusive
 		}
 		r.Mode = mode
-		out.ahead = append(out.ahead, r)
+		out = append(out, r)
 	}
+	return out
+}
+
+// orphans are the sessions of key's other contenders that have no live
+// entry and may be ahead of mine: created before my entry.
+func orphans(key, me string, sessions []*api.SessionEntry, live []Record, mine Record) []string {
 	entered := make(map[string]bool, len(live))
 	for _, r := range live {
 		entered[r.Session] = true
 	}
+	var out []string
 	for _, s := range sessions {
 		k, _, ok := parseSessionName(s.Name)
 		// A session created after my entry writes its entry after mine:
@@ -124,7 +145,7 @@ func judge(key, me string, sessions []*api.SessionEntry, live, ahead []Record, m
 		if !ok || k != key || s.ID == me || entered[s.ID] || s.CreateIndex > mine.CreateIndex {
 			continue
 		}
-		out.orphans = append(out.orphans, s.ID)
+		out = append(out, s.ID)
 	}
 	return out
 }
@@ -132,7 +153,7 @@ func judge(key, me string, sessions []*api.SessionEntry, live, ahead []Record, m
 // waitOrphans blocks until the session listing changes (an orphan's
 // session destroyed or expired), or for at most a second: an orphan that
 // is a contender about to write its entry changes only KV.
-func (l *Lock) waitOrphans(ctx context.Context, t trusted, deadline time.Time) {
+func (l *Lock) waitOrphans(ctx context.Context, t *listing, deadline time.Time) {
 	wait := min(max(time.Until(deadline), time.Millisecond), time.Second)
 	rctx, cancel := context.WithTimeout(ctx, wait+wait/16+l.requestTimeout())
 	defer cancel()

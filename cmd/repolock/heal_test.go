@@ -148,42 +148,47 @@ func TestHealStaleNativeLockFromOtherHost(t *testing.T) {
 	srv := testcluster.StartServer(t)
 	c := srv.Client(t)
 	env := toolEnv(t, srv, "")
-	repo, pwfile, data := resticRepo(t)
-	all := healConfig(t, repo, pwfile, data, "all")
-	key := repoKey(t, env, all)
-
+	// Each policy on a repository of its own, the three at once: each
+	// waits for the killed check's session to expire.
 	for _, policy := range []string{"never", "stale"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			repo, pwfile, data := resticRepo(t)
+			lockID := killedOnHostB(t, env, healConfig(t, repo, pwfile, data, "all"), repo)
+			code, out := runRepolock(t, env, "run", "-config", healConfig(t, repo, pwfile, data, policy), "backup")
+			if code != 11 || !strings.Contains(out, `unlock_native = "all"`) || !strings.Contains(out, "restic unlock --remove-all") {
+				t.Fatalf("unlock_native = %q: exit %d, want 11 and an error naming the fix:\n%s", policy, code, out)
+			}
+			if got := resticLocks(repo); len(got) != 1 || got[0] != lockID {
+				t.Fatalf("unlock_native = %q removed the lock of another host: %q", policy, got)
+			}
+			t.Logf("unlock_native = %q: exit 11; %s", policy, lastLine(out, "repolock: "))
+		})
+	}
+	t.Run("all", func(t *testing.T) {
+		t.Parallel()
+		repo, pwfile, data := resticRepo(t)
+		all := healConfig(t, repo, pwfile, data, "all")
+		key := repoKey(t, env, all)
 		lockID := killedOnHostB(t, env, all, repo)
-		code, out := runRepolock(t, env, "run", "-config", healConfig(t, repo, pwfile, data, policy), "backup")
-		if code != 11 || !strings.Contains(out, `unlock_native = "all"`) || !strings.Contains(out, "restic unlock --remove-all") {
-			t.Fatalf("unlock_native = %q: exit %d, want 11 and an error naming the fix:\n%s", policy, code, out)
+		code, out := runRepolock(t, env, "run", "-config", all, "backup")
+		if code != 0 {
+			t.Fatalf("backup over a stale lock of hostB with unlock_native = all: exit %d, want 0:\n%s", code, out)
 		}
-		if got := resticLocks(repo); len(got) != 1 || got[0] != lockID {
-			t.Fatalf("unlock_native = %q removed the lock of another host: %q", policy, got)
+		if !strings.Contains(out, "removed native lock") || !strings.Contains(out, lockID) || !strings.Contains(out, "hostB") {
+			t.Errorf("the log does not name the removed lock %s of hostB:\n%s", lockID, out)
 		}
-		t.Logf("unlock_native = %q: exit 11; %s", policy, lastLine(out, "repolock: "))
-		// The next round makes its own lock; clear this one by hand.
-		restic(t, repo, pwfile, nil, "unlock", "--remove-all")
-	}
-
-	lockID := killedOnHostB(t, env, all, repo)
-	code, out := runRepolock(t, env, "run", "-config", all, "backup")
-	if code != 0 {
-		t.Fatalf("backup over a stale lock of hostB with unlock_native = all: exit %d, want 0:\n%s", code, out)
-	}
-	if !strings.Contains(out, "removed native lock") || !strings.Contains(out, lockID) || !strings.Contains(out, "hostB") {
-		t.Errorf("the log does not name the removed lock %s of hostB:\n%s", lockID, out)
-	}
-	l := lastRun(t, c, key)
-	if l.Exit != 0 || l.Attempts != 2 || len(l.NativeLocksCleared) != 1 {
-		t.Fatalf("last run %+v, want exit 0, 2 attempts and one cleared lock", l)
-	}
-	if n := l.NativeLocksCleared[0]; n.ID != lockID || n.Host != "hostB" || !n.Exclusive || n.PID == 0 || n.Time.IsZero() {
-		t.Errorf("cleared lock recorded as %+v", n)
-	}
-	if got := resticLocks(repo); len(got) != 0 {
-		t.Errorf("restic locks left: %q", got)
-	}
+		l := lastRun(t, c, key)
+		if l.Exit != 0 || l.Attempts != 2 || len(l.NativeLocksCleared) != 1 {
+			t.Fatalf("last run %+v, want exit 0, 2 attempts and one cleared lock", l)
+		}
+		if n := l.NativeLocksCleared[0]; n.ID != lockID || n.Host != "hostB" || !n.Exclusive || n.PID == 0 || n.Time.IsZero() {
+			t.Errorf("cleared lock recorded as %+v", n)
+		}
+		if got := resticLocks(repo); len(got) != 0 {
+			t.Errorf("restic locks left: %q", got)
+		}
+	})
 }
 
 // lastLine is the last line of out that contains s.

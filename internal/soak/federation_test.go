@@ -27,7 +27,7 @@ func TestTwoDatacenters(t *testing.T) {
 		{"dc1 leader killed while a dc2 holder holds", fedLeaderKilled},
 	}, func(t testing.TB) {
 		f.DC1.WaitReady(t)
-		if s, e := leaks(t, f.DC1.Servers[0].Client(t), 30*time.Second); len(s)+len(e) > 0 {
+		if s, e, _ := leaks(t, f.DC1.Servers[0].Client(t), 30*time.Second); len(s)+len(e) > 0 {
 			t.Errorf("left in dc1 after the case: sessions %q, entries %q", s, e)
 		}
 	})

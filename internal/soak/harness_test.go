@@ -253,7 +253,7 @@ func (h *harness) waitNoLeftovers(limit time.Duration) []string {
 // leaks waits up to limit for every repolock session and lock entry to go
 // (a SIGKILLed repolock's session expires by TTL, up to twice the TTL after
 // a leader change), and returns those still there.
-func leaks(t testing.TB, c *api.Client, limit time.Duration) (sessions, entries []string) {
+func leaks(t testing.TB, c *api.Client, limit time.Duration) (sessions, entries []string, leftovers int) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -266,11 +266,15 @@ func leaks(t testing.TB, c *api.Client, limit time.Duration) (sessions, entries 
 				}
 			}
 		}
-		kvs, _, err2 := c.KV().Keys("repolock/repos/", "", nil)
+		// An entry with a session is a lock left behind. One with none
+		// is what a hostile `kv put -release` leaves when its contender is
+		// gone (killed, or ended before it saw the release): it holds
+		// nothing back, and `break` removes it; leftovers counts those.
+		kvs, _, err2 := c.KV().List("repolock/repos/", nil)
 		if err2 == nil {
-			for _, k := range kvs {
-				if strings.Contains(k, "/lock/") {
-					entries = append(entries, k)
+			for _, kv := range kvs {
+				if strings.Contains(kv.Key, "/lock/") && kv.Session != "" {
+					entries = append(entries, kv.Key)
 				}
 			}
 		}
@@ -278,8 +282,23 @@ func leaks(t testing.TB, c *api.Client, limit time.Duration) (sessions, entries 
 			if err != nil || err2 != nil {
 				t.Errorf("listing sessions and entries: %v %v", err, err2)
 			}
-			return sessions, entries
+			return sessions, entries, countLeftovers(c)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// countLeftovers counts the lock entries with no session (see leaks).
+func countLeftovers(c *api.Client) int {
+	kvs, _, err := c.KV().List("repolock/repos/", nil)
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, kv := range kvs {
+		if strings.Contains(kv.Key, "/lock/") && kv.Session == "" {
+			n++
+		}
+	}
+	return n
 }

@@ -1,8 +1,10 @@
 package soak
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/testcluster"
 )
 
@@ -34,7 +39,8 @@ type soaker struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
 	faults  map[string]int
-	ignored int // runs whose command ignored SIGTERM
+	ignored int      // runs whose command ignored SIGTERM
+	garbage []string // the hostile writer's sessions, destroyed at the end
 }
 
 func (s *soaker) count(what string) {
@@ -88,24 +94,28 @@ func TestSoak(t *testing.T) {
 		go func() { defer wg.Done(); s.contend() }()
 	}
 	var fw sync.WaitGroup
-	fw.Add(2)
+	fw.Add(3)
 	go func() { defer fw.Done(); s.killLeaders(d) }()
 	go func() { defer fw.Done(); s.inject(&fw) }()
+	go func() { defer fw.Done(); s.hostileWriter() }()
 	wg.Wait()
 	fw.Wait()
 	ran := time.Since(began)
 	s.cl.WaitReady(t)
+	for _, sid := range s.garbage {
+		_, _ = s.cl.Servers[0].Client(t).Session().Destroy(sid, nil)
+	}
 
 	left := s.h.waitNoLeftovers(5 * time.Second)
 	for _, l := range left {
 		t.Errorf("leaked process %s", l)
 	}
-	sessions, entries := leaks(t, s.cl.Servers[0].Client(t), 30*time.Second)
+	sessions, entries, leftovers := leaks(t, s.cl.Servers[0].Client(t), 30*time.Second)
 	for _, x := range append(sessions, entries...) {
 		t.Errorf("leaked in Consul: %s", x)
 	}
 	vs := s.h.violations()
-	report := s.table(ran, vs, len(left), len(sessions), len(entries))
+	report := s.table(ran, vs, len(left), len(sessions), len(entries), leftovers)
 	t.Log("\n" + report)
 	if f := os.Getenv("REPOLOCK_SOAK_REPORT"); f != "" {
 		if err := os.WriteFile(f, []byte(report), 0o644); err != nil {
@@ -179,6 +189,93 @@ func (s *soaker) inject(fw *sync.WaitGroup) {
 	}
 }
 
+// hostileWriter makes a hostile write every 0.5–2 s until the soak ends.
+func (s *soaker) hostileWriter() {
+	for {
+		time.Sleep(s.millis(500, 2000))
+		if !time.Now().Before(s.stop) {
+			return
+		}
+		s.hostile()
+	}
+}
+
+// Hostile writes (issue 23): what an operator's consul kv, a cleanup
+// script or any token with write on the prefix can do to lock entries.
+const (
+	hostileDelete    = "hostile: entry deleted"
+	hostileFlip      = "hostile: entry's mode rewritten"
+	hostileRelease   = "hostile: entry released (kv put -release)"
+	hostileGarbage   = "hostile: garbage entry named .."
+	hostileRecursive = "hostile: kv delete -recurse of the prefix"
+)
+
+var hostileWrites = []string{hostileDelete, hostileFlip, hostileRelease, hostileGarbage, hostileRecursive}
+
+// hostile makes one hostile write through a client agent, on a random
+// entry of a random key: none may make an overlap.
+func (s *soaker) hostile() {
+	a := s.cl.Clients[s.intn(len(s.cl.Clients))]
+	c := a.Client(s.h.t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	q, w := (&api.QueryOptions{}).WithContext(ctx), (&api.WriteOptions{}).WithContext(ctx)
+	key := soakKeys[s.intn(len(soakKeys))]
+	folder := consullock.RepoPrefix("", key) + "lock/"
+	what := hostileWrites[s.intn(4)]
+	if s.chance(0.05) {
+		what = hostileRecursive
+	}
+	var err error
+	switch what {
+	case hostileRecursive:
+		_, err = c.KV().DeleteTree(consullock.DefaultPrefix+"/", w)
+	case hostileGarbage:
+		var sid string
+		sid, _, err = c.Session().CreateNoChecks(&api.SessionEntry{Name: "soak garbage", TTL: "10s", Behavior: api.SessionBehaviorDelete}, w)
+		if err == nil {
+			s.mu.Lock()
+			s.garbage = append(s.garbage, sid)
+			s.mu.Unlock()
+			var req *http.Request
+			req, err = http.NewRequestWithContext(ctx, http.MethodPut, "http://"+a.Addr+"/v1/kv/"+folder+"%2E%2E?acquire="+sid, strings.NewReader("x"))
+			if err == nil {
+				var resp *http.Response
+				if resp, err = http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	default:
+		// A key with entries, if there is one.
+		var pairs api.KVPairs
+		first := s.intn(len(soakKeys))
+		for j := range soakKeys {
+			i := (first + j) % len(soakKeys)
+			folder = consullock.RepoPrefix("", soakKeys[i]) + "lock/"
+			if pairs, _, err = c.KV().List(folder, q); err != nil || len(pairs) > 0 {
+				break
+			}
+		}
+		if err != nil || len(pairs) == 0 {
+			return
+		}
+		p := pairs[s.intn(len(pairs))]
+		switch what {
+		case hostileDelete:
+			_, err = c.KV().Delete(p.Key, w)
+		case hostileFlip:
+			v := strings.NewReplacer(`"mode":"exclusive"`, `"mode":"shared"`, `"mode":"shared"`, `"mode":"exclusive"`).Replace(string(p.Value))
+			_, err = c.KV().Put(&api.KVPair{Key: p.Key, Value: []byte(v)}, w)
+		case hostileRelease:
+			_, _, err = c.KV().Release(&api.KVPair{Key: p.Key, Session: p.Session, Value: p.Value}, w)
+		}
+	}
+	if err == nil {
+		s.count(what)
+	}
+}
+
 func (s *soaker) freezeAgent(a *testcluster.Agent, d time.Duration) {
 	if !s.agentFrozen.TryLock() {
 		return
@@ -235,7 +332,7 @@ func (s *soaker) pick(started bool) *run {
 }
 
 // table is the soak's one summary.
-func (s *soaker) table(ran time.Duration, vs []Violation, procs, sessions, entries int) string {
+func (s *soaker) table(ran time.Duration, vs []Violation, procs, sessions, entries, leftovers int) string {
 	s.h.mu.Lock()
 	recs := append([]Record(nil), s.h.recs...)
 	s.h.mu.Unlock()
@@ -266,7 +363,7 @@ func (s *soaker) table(ran time.Duration, vs []Violation, procs, sessions, entri
 		row("exit "+Honest[code], exits[code])
 	}
 	row("repolock SIGKILLed by the soak", killed)
-	for _, f := range []string{"leader killed", "client agent frozen", "repolock SIGKILLed", "repolock SIGSTOPped", "guard SIGKILLed", "guard SIGSTOPped"} {
+	for _, f := range append([]string{"leader killed", "client agent frozen", "repolock SIGKILLed", "repolock SIGSTOPped", "guard SIGKILLed", "guard SIGSTOPped"}, hostileWrites...) {
 		row("fault: "+f, s.faults[f])
 	}
 	row("commands ignoring SIGTERM", s.ignored)
@@ -276,5 +373,6 @@ func (s *soaker) table(ran time.Duration, vs []Violation, procs, sessions, entri
 	row("leaked processes", procs)
 	row("leaked sessions", sessions)
 	row("leaked lock entries", entries)
+	row("entries left with no session by hostile releases (break removes them)", leftovers)
 	return b.String()
 }

@@ -27,7 +27,10 @@ type Proxy struct {
 	Addr     string
 	Requests atomic.Int64 // every request
 	KVReads  atomic.Int64 // GET /v1/kv/…
-	Renewals atomic.Int64 // PUT /v1/session/renew/…
+	// SessionReads are the session listings (GET /v1/session/list), which
+	// a grant reads besides KV to check the entries against the sessions.
+	SessionReads atomic.Int64
+	Renewals     atomic.Int64 // PUT /v1/session/renew/…
 
 	mu     sync.Mutex
 	renews []time.Duration // how long each renewal took through the agent
@@ -49,6 +52,8 @@ func StartProxy(t testing.TB, agent *Agent) *Proxy {
 		switch {
 		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/kv/"):
 			p.KVReads.Add(1)
+		case r.Method == http.MethodGet && r.URL.Path == "/v1/session/list":
+			p.SessionReads.Add(1)
 		case renew:
 			p.Renewals.Add(1)
 		}
@@ -90,6 +95,7 @@ func (p *Proxy) Env() []string { return []string{"CONSUL_HTTP_ADDR=" + p.Addr} }
 func (p *Proxy) Reset() {
 	p.Requests.Store(0)
 	p.KVReads.Store(0)
+	p.SessionReads.Store(0)
 	p.Renewals.Store(0)
 	p.mu.Lock()
 	p.renews = nil
