@@ -19,10 +19,13 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("acl-policy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgFlag := fs.String("config", "", "config file (default $REPOLOCK_CONFIG, else ./config.hcl)")
+	readOnly := fs.Bool("read-only", false, "an operator's read-only policy: repolock status, and nothing that writes")
 	fs.Usage = func() {
-		io.WriteString(stderr, "Usage: repolock acl-policy [-config FILE] [REPOSITORY|KEY…]\n\n"+
+		io.WriteString(stderr, "Usage: repolock acl-policy [-config FILE] [-read-only] [REPOSITORY|KEY…]\n\n"+
 			"Prints the Consul ACL policy repolock needs for these repositories (all of the\n"+
-			"config's when none is named); a name that is not a repository is taken as a key.\n\nFlags:\n")
+			"config's when none is named); a name that is not a repository is taken as a key.\n"+
+			"With -read-only, the policy of an operator who reads them (status) and writes\n"+
+			"nothing: only repolock's tokens should write under the prefix.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -62,6 +65,15 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(whats) == 0 {
 		whats = []string{"no repository"}
+	}
+	if *readOnly {
+		fmt.Fprintf(&b, "# A read-only operator policy for %s (repolock acl-policy -read-only -config %s):\n", strings.Join(whats, "; "), path)
+		b.WriteString("# repolock status, nothing that writes; break needs repolock's own policy.\n")
+		for _, f := range folders {
+			fmt.Fprintf(&b, "key_prefix %q { policy = \"read\" }    # %s\n", consullock.RepoPrefix(cfg.Consul.Prefix, f.key), f.why)
+		}
+		_, err = io.WriteString(stdout, b.String())
+		return err
 	}
 	fmt.Fprintf(&b, "# repolock's Consul ACL policy for %s (repolock acl-policy -config %s)\n", strings.Join(whats, "; "), path)
 	if cfg.Consul.Datacenter != "" {

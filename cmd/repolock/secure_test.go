@@ -83,6 +83,18 @@ job "j" {
 	if code != 0 || !strings.Contains(out, "mine") || strings.Contains(out, "theirs") || !strings.Contains(out, "may not read") {
 		t.Errorf("status with mine's token: exit %d, want mine, not theirs, and what it may not read:\n%s", code, out)
 	}
+	// Issue 23: an operator's read-only policy reads status, writes nothing.
+	code, ro := runRepolock(t, mgmtEnv, "acl-policy", "-read-only", "-config", cfg)
+	if code != 0 || strings.Contains(ro, `"write"`) || strings.Count(ro, `{ policy = "read" }`) != 2 {
+		t.Fatalf("acl-policy -read-only: exit %d, want two read rules and no write:\n%s", code, ro)
+	}
+	opEnv := srv.Env(testcluster.PolicyToken(t, mgmt, "operator-read-only", ro).SecretID)
+	if code, out := runRepolock(t, opEnv, "status", "-config", cfg); code != 0 || !strings.Contains(out, "theirs") {
+		t.Errorf("status with the read-only operator token: exit %d, want both repositories:\n%s", code, out)
+	}
+	if code, out := runRepolock(t, opEnv, "exec", "-repository", "mine", "-config", cfg, "-mode", "shared", "--", "true"); code != 77 {
+		t.Errorf("exec with the read-only operator token: exit %d, want 77:\n%s", code, out)
+	}
 }
 
 // rotationFlags: a renewal every 500 ms, the kill signal at most 2.2 s after
