@@ -153,11 +153,20 @@ func orphans(key, me string, sessions []*api.SessionEntry, live []Record, mine R
 // waitOrphans blocks until the session listing changes (an orphan's
 // session destroyed or expired), or for at most a second: an orphan that
 // is a contender about to write its entry changes only KV.
+//
+// The listing covers every session of the datacenter, so other keys'
+// sessions, Nomad's and Vault's wake it too: it returns no sooner than
+// RetryDelay, which bounds the reads of a waiter behind an orphan.
 func (l *Lock) waitOrphans(ctx context.Context, t *listing, deadline time.Time) {
+	began := time.Now()
 	wait := min(max(time.Until(deadline), time.Millisecond), time.Second)
 	rctx, cancel := context.WithTimeout(ctx, wait+wait/16+l.requestTimeout())
 	defer cancel()
 	_, _, _ = l.sessions.List((&api.QueryOptions{WaitIndex: t.index, WaitTime: wait}).WithContext(rctx))
+	select {
+	case <-ctx.Done():
+	case <-time.After(l.cfg.Tuning.RetryDelay - time.Since(began)):
+	}
 }
 
 // Escape makes text read from KV safe to print on one line: control

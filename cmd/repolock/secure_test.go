@@ -149,44 +149,49 @@ func secureTokenRotation(t *testing.T, srv *testcluster.Agent, mgmt *api.Client)
 // on disk in time, the run ends 0 with no loss; left to expire, the run
 // fences (76) and the log names the certificate.
 func secureCertRotation(t *testing.T, srv *testcluster.Agent, pki *testcluster.PKI, tokenFile string) {
-	proxy := testcluster.StartFaultProxy(t, "tls-"+t.Name(), "127.0.0.1:0", srv.Addr)
+	// The two cases at once, each through a proxy of its own: each waits
+	// for its first certificate to expire.
 	for _, rotate := range []bool{true, false} {
-		dir := t.TempDir()
-		cert, key := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
-		expires := time.Now().Add(5 * time.Second) // repolock's start and grant fit well before it
-		shortCert, shortKey := pki.Issue(t, "short-lived", expires, false)
-		for _, f := range [][2]string{{shortCert, cert}, {shortKey, key}} {
-			b, err := os.ReadFile(f[0])
-			must(t, err)
-			must(t, os.WriteFile(f[1], b, 0o600))
-		}
-		env := []string{"CONSUL_HTTP_ADDR=https://" + proxy.Addr, "CONSUL_CACERT=" + pki.CA, "CONSUL_CLIENT_CERT=" + cert,
-			"CONSUL_CLIENT_KEY=" + key, "CONSUL_HTTP_TOKEN_FILE=" + tokenFile}
-		beats := filepath.Join(t.TempDir(), "beats")
-		p := start(t, env, append(append([]string{"exec", "-key", fmt.Sprintf("secure-cert-rotated-%t", rotate)}, rotationFlags...),
-			"--", "sh", "-c", heartbeatScript(beats, 560))...)
-		waitFile(t, beats, 10*time.Second)
-		if rotate {
-			// The key first, then the certificate: a handshake between the
-			// two renames would pair the new key with the old certificate.
-			newCert, newKey := pki.Issue(t, "renewed", time.Now().Add(time.Hour), false)
-			for _, f := range [][2]string{{newKey, key}, {newCert, cert}} {
+		t.Run(map[bool]string{true: "rotated", false: "left to expire"}[rotate], func(t *testing.T) {
+			t.Parallel()
+			proxy := testcluster.StartFaultProxy(t, fmt.Sprintf("tls-%t-%d", rotate, time.Now().UnixNano()), "127.0.0.1:0", srv.Addr)
+			dir := t.TempDir()
+			cert, key := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+			expires := time.Now().Add(5 * time.Second) // repolock's start and grant fit well before it
+			shortCert, shortKey := pki.Issue(t, "short-lived", expires, false)
+			for _, f := range [][2]string{{shortCert, cert}, {shortKey, key}} {
 				b, err := os.ReadFile(f[0])
 				must(t, err)
-				replace(t, f[1], b)
+				must(t, os.WriteFile(f[1], b, 0o600))
 			}
-		}
-		time.Sleep(time.Until(expires.Add(500 * time.Millisecond)))
-		proxy.Reset(t)
-		code := p.wait(t, 30*time.Second)
-		switch {
-		case rotate && (code != 0 || strings.Contains(p.stderr.String(), "lock lost")):
-			t.Errorf("certificate replaced on disk before it expired: exit %d, want 0 and no loss:\n%s", code, p.stderr)
-		case !rotate && (code != 76 || !strings.Contains(lastLine(p.stderr.String(), "lock lost"), "client certificate")):
-			t.Errorf("certificate left to expire: exit %d, want 76 naming the client certificate:\n%s", code, p.stderr)
-		default:
-			t.Logf("certificate rotated %t: exit %d: %s", rotate, code, lastLine(p.stderr.String(), "lock lost"))
-		}
+			env := []string{"CONSUL_HTTP_ADDR=https://" + proxy.Addr, "CONSUL_CACERT=" + pki.CA, "CONSUL_CLIENT_CERT=" + cert,
+				"CONSUL_CLIENT_KEY=" + key, "CONSUL_HTTP_TOKEN_FILE=" + tokenFile}
+			beats := filepath.Join(t.TempDir(), "beats")
+			p := start(t, env, append(append([]string{"exec", "-key", fmt.Sprintf("secure-cert-rotated-%t", rotate)}, rotationFlags...),
+				"--", "sh", "-c", heartbeatScript(beats, 560))...)
+			waitFile(t, beats, 10*time.Second)
+			if rotate {
+				// The key first, then the certificate: a handshake between the
+				// two renames would pair the new key with the old certificate.
+				newCert, newKey := pki.Issue(t, "renewed", time.Now().Add(time.Hour), false)
+				for _, f := range [][2]string{{newKey, key}, {newCert, cert}} {
+					b, err := os.ReadFile(f[0])
+					must(t, err)
+					replace(t, f[1], b)
+				}
+			}
+			time.Sleep(time.Until(expires.Add(500 * time.Millisecond)))
+			proxy.Reset(t)
+			code := p.wait(t, 30*time.Second)
+			switch {
+			case rotate && (code != 0 || strings.Contains(p.stderr.String(), "lock lost")):
+				t.Errorf("certificate replaced on disk before it expired: exit %d, want 0 and no loss:\n%s", code, p.stderr)
+			case !rotate && (code != 76 || !strings.Contains(lastLine(p.stderr.String(), "lock lost"), "client certificate")):
+				t.Errorf("certificate left to expire: exit %d, want 76 naming the client certificate:\n%s", code, p.stderr)
+			default:
+				t.Logf("certificate rotated %t: exit %d: %s", rotate, code, lastLine(p.stderr.String(), "lock lost"))
+			}
+		})
 	}
 }
 
