@@ -382,24 +382,13 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		// sessions when an entry ahead has one not seen before, and a
 		// grant always, for the sessions that lost their entries.
 		var listed *listing
-		if l.unnamed(ahead) {
-			if listed, err = l.listSessions(wctx); err != nil {
-				if err = l.retryList(ctx, wctx, deadline, err); err != nil {
-					return err
-				}
-				continue
+		if l.unnamed(ahead) || eligible(l.cfg.Mode, trustAhead(l.cfg.Key, l.named, ahead, func(string, ...any) {})) {
+			if listed, err = l.listSessions(wctx, ctx, deadline); err != nil {
+				return err
 			}
 		}
 		ahead = trustAhead(l.cfg.Key, l.named, ahead, l.log.Warn)
-		if eligible(l.cfg.Mode, ahead) {
-			if listed == nil {
-				if listed, err = l.listSessions(wctx); err != nil {
-					if err = l.retryList(ctx, wctx, deadline, err); err != nil {
-						return err
-					}
-					continue
-				}
-			}
+		if eligible(l.cfg.Mode, ahead) { // listed: either every name was known, or it was just read
 			if o := orphans(l.cfg.Key, l.session, listed.sessions, live, mine); len(o) > 0 {
 				if time.Now().After(deadline) || l.cfg.Wait == 0 {
 					return l.timeout(ahead)
@@ -430,23 +419,6 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			return err
 		}
 	}
-}
-
-// retryList handles a failed session listing of waitGrant: nil after a
-// pause when it may be retried, else the error to end the wait with.
-func (l *Lock) retryList(ctx, wctx context.Context, deadline time.Time, err error) error {
-	switch {
-	case l.ctx.Err() != nil:
-		return l.lossWhileWaiting()
-	case final(err) || ctx.Err() != nil || time.Now().After(deadline):
-		return err
-	}
-	l.log.Warn("listing sessions failed; retrying", "key", l.cfg.Key, "error", err)
-	select {
-	case <-wctx.Done():
-	case <-time.After(l.cfg.Tuning.RetryDelay):
-	}
-	return nil
 }
 
 // read runs one read of waitGrant, blocking from index (0: not blocking),

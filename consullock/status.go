@@ -76,11 +76,11 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 	if err != nil {
 		return out, classify("list sessions", "session:read", err)
 	}
-	mine, all := map[string]*api.SessionEntry{}, map[string]bool{}
+	mine, all := map[string]bool{}, map[string]bool{}
 	for _, s := range sessions {
 		all[s.ID] = true
 		if k, _, ok := parseSessionName(s.Name); ok && k == key {
-			mine[s.ID] = s
+			mine[s.ID] = true
 		}
 	}
 	destroy := func(id string) error {
@@ -95,21 +95,16 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 	// waiter that is about to be destroyed too.
 	for i := len(live) - 1; i >= 0; i-- {
 		e := live[i]
-		if !all[e.Session] {
-			continue // ended since the entries were read
-		}
-		if mine[e.Session] == nil {
+		switch {
+		case !all[e.Session]:
+			// ended since the entries were read
+		case !mine[e.Session]:
 			out.Skipped = append(out.Skipped, e.key)
-			continue
-		}
-		if err := destroy(e.Session); err != nil {
-			return out, err
-		}
-		out.Destroyed = append(out.Destroyed, e)
-	}
-	for _, p := range pairs {
-		if p.Session != "" && !entryName(p.Key, p.Session) {
-			out.Skipped = append(out.Skipped, p.Key)
+		default:
+			if err := destroy(e.Session); err != nil {
+				return out, err
+			}
+			out.Destroyed = append(out.Destroyed, e)
 		}
 	}
 	for id := range mine {
@@ -119,14 +114,18 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 		out.Orphans = append(out.Orphans, id)
 	}
 	for _, p := range pairs {
-		if p.Session != "" {
-			continue
-		}
-		// Only if still without a session: a CAS on the index it was read at.
-		if ok, _, err := c.KV().DeleteCAS(&api.KVPair{Key: p.Key, ModifyIndex: p.ModifyIndex}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
-			return out, classify("delete "+p.Key, "key:write on "+folder, err)
-		} else if ok {
-			out.Removed = append(out.Removed, p.Key)
+		switch {
+		case p.Session != "" && !entryName(p.Key, p.Session):
+			out.Skipped = append(out.Skipped, p.Key)
+		case p.Session == "":
+			// Only if still without a session: a CAS on the index it was read at.
+			ok, _, err := c.KV().DeleteCAS(&api.KVPair{Key: p.Key, ModifyIndex: p.ModifyIndex}, (&api.WriteOptions{}).WithContext(ctx))
+			if err != nil {
+				return out, classify("delete "+p.Key, "key:write on "+folder, err)
+			}
+			if ok {
+				out.Removed = append(out.Removed, p.Key)
+			}
 		}
 	}
 	return out, nil

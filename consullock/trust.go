@@ -71,14 +71,20 @@ type listing struct {
 	index    uint64 // for a blocking wait
 }
 
-// listSessions reads the sessions and remembers their names: a session's
+// listSessions reads the sessions through waitGrant's read (its retries,
+// its deadline, its loss check) and remembers their names: a session's
 // name never changes, so each is read once (l.named).
-func (l *Lock) listSessions(ctx context.Context) (*listing, error) {
-	rctx, cancel := context.WithTimeout(ctx, l.requestTimeout())
-	defer cancel()
-	sessions, meta, err := l.sessions.List((&api.QueryOptions{}).WithContext(rctx))
+func (l *Lock) listSessions(wctx, ctx context.Context, deadline time.Time) (*listing, error) {
+	var sessions []*api.SessionEntry
+	meta, err := l.read(wctx, ctx, deadline, "list sessions", fmt.Sprintf("session:read on node %q", SessionNode(l.cfg.Node)),
+		func(opts *api.QueryOptions) (*api.QueryMeta, error) {
+			var err error
+			var m *api.QueryMeta
+			sessions, m, err = l.sessions.List(opts)
+			return m, err
+		}, 0)
 	if err != nil {
-		return nil, classify("list sessions", fmt.Sprintf("session:read on node %q", SessionNode(l.cfg.Node)), err)
+		return nil, err
 	}
 	if l.named == nil {
 		l.named = map[string]string{}
