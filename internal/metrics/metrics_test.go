@@ -98,3 +98,24 @@ func TestRenewRTTHistogramCarriesOver(t *testing.T) {
 		}
 	}
 }
+
+// Issue 23: a last success in the future (a forged textfile, a clock far
+// off) is implausible and not carried over by the next run.
+func TestFutureSuccessNotCarried(t *testing.T) {
+	dir := t.TempDir()
+	forged := `# TYPE repolock_last_success_timestamp_seconds gauge
+repolock_last_success_timestamp_seconds{job="nightly",repository="photos"} 4070908800
+`
+	if err := os.WriteFile(TextfileName(dir, "nightly"), []byte(forged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	run := Run{Job: "nightly", Repository: "photos", Mode: "shared", Outcome: Failure, Exit: 1, Started: now, Ended: now, Version: "test"}
+	if err := Write(context.Background(), Sink{Textfile: dir}, run); err != nil {
+		t.Fatal(err)
+	}
+	job := map[string]string{"job": "nightly", "repository": "photos"}
+	if got := read(t, TextfileName(dir, "nightly"))("repolock_last_success_timestamp_seconds", job); got != 0 {
+		t.Errorf("the forged 2099 success was carried over: %v", got)
+	}
+}
