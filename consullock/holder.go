@@ -48,17 +48,24 @@ type Record struct {
 	Since   time.Time  `json:"since"`
 	Granted *time.Time `json:"granted,omitempty"`
 	Token   uint64     `json:"fencing_token,omitempty"`
-	// CreateIndex is Consul's, filled in when read back; it orders contenders.
+	// CreateIndex is the entry's, filled in when read back.
 	CreateIndex uint64 `json:"-"`
-	// key and modifyIndex locate the entry for a blocking watch.
+	// key and modifyIndex locate the entry for a blocking watch; key is
+	// empty for a contender with no entry (StateNoEntry).
 	key         string
 	modifyIndex uint64
+	// order is the CreateIndex of the contender's session: its place in
+	// the queue, and its fencing token once granted (trust.go).
+	order uint64
 }
 
 // Record states.
 const (
 	StateWaiting = "waiting"
 	StateHolding = "holding"
+	// StateNoEntry is a contender whose session lives but whose entry a
+	// KV write deleted or released: never written, only reported.
+	StateNoEntry = "no entry"
 )
 
 // String names the holder for people: user@host pid N, then its Nomad

@@ -4,11 +4,12 @@
 //
 // Each contender creates a session (TTL only, no health checks, behaviour
 // "delete") and writes one entry, acquired with that session, under
-// <prefix>/repos/<key>/lock/. Entries are ordered by Consul's CreateIndex:
-// an exclusive contender is granted when it is first among live entries, a
-// shared one when no exclusive entry precedes it. Waiters use blocking
-// queries. The fencing token is the entry's CreateIndex: grants happen in
-// CreateIndex order, so it strictly increases with every grant of a key.
+// <prefix>/repos/<key>/lock/. Contenders are ordered by their sessions'
+// CreateIndex, which no KV write can change (trust.go): an exclusive
+// contender is granted when it is first among the key's live sessions, a
+// shared one when no exclusive session precedes it. Waiters use blocking
+// queries. The fencing token is the session's CreateIndex: grants happen in
+// that order, so it strictly increases with every grant of a key.
 package consullock
 
 import (
@@ -93,12 +94,18 @@ type Lock struct {
 	entryKey string
 	token    uint64
 	record   Record
+	// entryIndex is the CreateIndex of the entry the grant saw.
+	entryIndex uint64
 	// grantIndex is the Consul index at which the grant saw the entry.
 	grantIndex uint64
-	// ignored are the entries warnIgnored has named.
-	ignored map[string]bool
-	// named are the sessions' names seen so far, by ID (trust.go).
-	named map[string]string
+	// warned are the entries a warning has named, once each.
+	warned map[string]bool
+	// known are the sessions alive at the last listing, by ID; mine is my
+	// own session's CreateIndex, my place in the queue (trust.go).
+	known map[string]seen
+	mine  uint64
+	// epoch says that the epoch key was found (checkEpoch).
+	epoch bool
 	// written are the values this contender wrote to its entry: any other
 	// value there is a KV write's.
 	writtenMu sync.Mutex
@@ -166,8 +173,11 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 		// Jitter, so that the waiters of a cluster do not all come back in
 		// the same instant after an election.
 		pause := min(backoff/2+time.Duration(rand.Int64N(int64(backoff))), left)
-		cfg.Logger.Warn("Consul unreachable while waiting; this contender lost its place in the queue and queues again",
-			"key", cfg.Key, "retry_in", pause.Round(time.Millisecond), "wait_left", left.Round(time.Second), "error", err)
+		why := "Consul unreachable while waiting; this contender lost its place in the queue and queues again"
+		if errors.Is(err, ErrLost) && !errors.As(err, new(*UnreachableError)) {
+			why = "this contender's session ended while it waited (destroyed, expired, or the lock store lost its state): it queues again with a new session"
+		}
+		cfg.Logger.Warn(why, "key", cfg.Key, "retry_in", pause.Round(time.Millisecond), "wait_left", left.Round(time.Second), "error", err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -178,15 +188,16 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 }
 
 // retryable reports whether a failed acquisition may succeed later:
-// Consul did not answer, had no leader, or the waiting session lapsed
-// because no renewal got through. A refusal (ACL, or an answer waiting
-// cannot change) or a destroyed session (an operator break) is final.
+// Consul did not answer, had no leader, or the waiting session ended (no
+// renewal got through, a destroy, a store that lost its state): a waiter
+// is patient while its wait lasts. A refusal (ACL, or an answer waiting
+// cannot change) is final.
 func retryable(err error) bool {
 	if final(err) {
 		return false
 	}
 	var ue *UnreachableError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || errors.Is(err, ErrLost) {
 		return true
 	}
 	a := answer(err)
@@ -340,7 +351,9 @@ func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 // (blocker), never on the whole folder: a grant, a holder record or a
 // release wakes only the contender right behind it, so N queued contenders
 // cost O(N) reads in all, not O(N²) (the ZooKeeper lock recipe, adapted to
-// shared and exclusive contenders).
+// shared and exclusive contenders). The queue is the sessions' (trust.go):
+// it lists them once after its own was created, and again only when the
+// contender it waits behind has no entry (a release, or a KV write).
 func (l *Lock) waitGrant(ctx context.Context) error {
 	deadline := time.Now().Add(l.cfg.Wait)
 	wctx, cancel := context.WithCancel(ctx)
@@ -351,24 +364,29 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 
 	folder := RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/"
 	reported := false
+	var since uint64 // block on the folder from this index (see below)
+	var noEntry string // the session without an entry waited for last
 	for {
 		var pairs api.KVPairs
 		meta, err := l.read(wctx, ctx, deadline, "read lock entries", fmt.Sprintf("key:read on %q", folder), func(opts *api.QueryOptions) (*api.QueryMeta, error) {
+			opts.WaitTime = min(opts.WaitTime, time.Second)
 			var err error
 			var m *api.QueryMeta
 			pairs, m, err = l.kv.List(folder, opts)
 			return m, err
-		}, 0)
+		}, since)
 		if err != nil {
 			return err
 		}
-		live := liveRecords(pairs)
+		since = 0
+		live := liveRecords(pairs, nil)
 		l.warnIgnored(pairs)
-		ahead, mine, ok := position(live, l.session)
+		mine, ok := find(live, l.session)
 		if !ok {
 			// Deleted or released by a KV write, or gone with the session:
-			// queue again with it. A session that is gone refuses the write.
-			l.log.Warn("own lock entry vanished while waiting (a KV write, or the session ended): queueing again", "key", l.cfg.Key, "entry", l.entryKey)
+			// write it again. The place in the queue is the session's, so
+			// it is kept; a session that is gone refuses the write.
+			l.log.Warn("own lock entry vanished while waiting (a KV write, or the session ended): writing it again", "key", l.cfg.Key, "entry", l.entryKey)
 			if err := l.enqueue(wctx); err != nil {
 				if l.ctx.Err() != nil {
 					return l.lossWhileWaiting()
@@ -377,28 +395,35 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			}
 			continue
 		}
-		// The entries ahead as their sessions say (trust.go); my mode is
-		// my own setting, never my entry's value. A wake-up lists the
-		// sessions when an entry ahead has one not seen before, and a
-		// grant always, for the sessions that lost their entries.
-		var listed *listing
-		if l.unnamed(ahead) || eligible(l.cfg.Mode, trustAhead(l.cfg.Key, l.named, ahead, func(string, ...any) {})) {
-			if listed, err = l.listSessions(wctx, ctx, deadline); err != nil {
+		listed := false
+		if l.mine == 0 {
+			if err := l.listed(wctx, ctx, deadline); err != nil {
 				return err
 			}
+			listed = true
 		}
-		ahead = trustAhead(l.cfg.Key, l.named, ahead, l.log.Warn)
-		if eligible(l.cfg.Mode, ahead) { // listed: either every name was known, or it was just read
-			if o := orphans(l.cfg.Key, l.session, listed.sessions, live, mine); len(o) > 0 {
-				if time.Now().After(deadline) || l.cfg.Wait == 0 {
-					return l.timeout(ahead)
-				}
-				l.log.Warn("a contender of this key has a session but no lock entry (deleted or released by a KV write): waiting until its session ends",
-					"key", l.cfg.Key, "sessions", o)
-				l.waitOrphans(wctx, listed, deadline)
-				continue
+		ahead := queueAhead(l.cfg.Key, l.known, l.mine, live, l.warnOnce)
+		if b, ok := blocker(l.cfg.Mode, ahead); ok && b.key == "" && !listed {
+			// No entry: released (its session ended), or deleted by a KV
+			// write while the session lives. The listing tells.
+			if err := l.listed(wctx, ctx, deadline); err != nil {
+				return err
 			}
-			l.token = mine.CreateIndex
+			ahead = queueAhead(l.cfg.Key, l.known, l.mine, live, l.warnOnce)
+		}
+		b, blocked := blocker(l.cfg.Mode, ahead)
+		if !blocked {
+			if !l.epoch {
+				waited, err := l.checkEpoch(wctx, ctx, deadline)
+				if err != nil {
+					return err
+				}
+				if waited {
+					continue // the queue as it is after the wait
+				}
+			}
+			l.token = l.mine
+			l.entryIndex = mine.CreateIndex
 			l.grantIndex = meta.LastIndex
 			return nil
 		}
@@ -409,9 +434,27 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		if time.Now().After(deadline) || l.cfg.Wait == 0 {
 			return l.timeout(ahead)
 		}
-		b := blocker(l.cfg.Mode, ahead)
+		if b.key == "" {
+			// A contender about to write its entry (its session is older
+			// than mine, its entry not written yet), or one whose entry a
+			// KV write deleted. Block on the folder, for at most a second:
+			// the entry written wakes it; a session that ends changes no
+			// KV, and the next listing sees it.
+			// A contender about to write its entry writes it within a
+			// round trip: only one that is still without an entry after a
+			// wait is worth a warning.
+			if b.Session == noEntry {
+				l.warnOnce(b.Session, "a contender of this key has a session but no lock entry (deleted or released by a KV write): waiting until its session ends or its entry is back",
+					"key", l.cfg.Key, "session", b.Session)
+			}
+			noEntry = b.Session
+			since = meta.LastIndex
+			continue
+		}
 		// Block until the blocker's entry changes (a holder record) or
-		// goes (its session ended); then look at the queue again.
+		// goes (its session ended); then look at the queue again. The
+		// wait ends after a ttl at the latest, when the folder is read
+		// again: a KV write that deleted my own entry wakes nobody.
 		if _, err := l.read(wctx, ctx, deadline, "watch lock entry "+b.key, fmt.Sprintf("key:read on %q", folder), func(opts *api.QueryOptions) (*api.QueryMeta, error) {
 			_, m, err := l.kv.Get(b.key, opts)
 			return m, err
@@ -419,6 +462,90 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// listed lists the sessions and finds my own among them: its CreateIndex
+// is my place in the queue. Not listed, it has ended.
+func (l *Lock) listed(wctx, ctx context.Context, deadline time.Time) error {
+	if err := l.listSessions(wctx, ctx, deadline); err != nil {
+		return err
+	}
+	s, ok := l.known[l.session]
+	if !ok {
+		return lost("session %s ended while waiting (destroyed or expired)", l.session)
+	}
+	l.mine = s.index
+	return nil
+}
+
+// warnOnce logs a warning about what (an entry, a session) the first time.
+func (l *Lock) warnOnce(what, msg string, args ...any) {
+	if l.warned[what] {
+		return
+	}
+	if l.warned == nil {
+		l.warned = map[string]bool{}
+	}
+	l.warned[what] = true
+	l.log.Warn(msg, args...)
+}
+
+// EpochKey is the key whose presence says that the lock store under prefix
+// has not lost its state since a grant counted (checkEpoch).
+func EpochKey(prefix string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return path.Join(prefix, "epoch")
+}
+
+// checkEpoch reads the epoch key before the first grant. Missing, the
+// store is new or lost its state (wiped, restored, `kv delete -recurse`):
+// holders it forgot may still run until they fail a renewal. It waits the
+// timing model's EpochWait, then writes the key (if nobody did meanwhile),
+// so that later contenders do not wait; the value is advisory.
+func (l *Lock) checkEpoch(wctx, ctx context.Context, deadline time.Time) (waited bool, err error) {
+	key := EpochKey(l.cfg.Prefix)
+	need := fmt.Sprintf("key:write on %q (key %q { policy = \"write\" })", key, key)
+	var pair *api.KVPair
+	if _, err := l.read(wctx, ctx, deadline, "read epoch key "+key, need, func(opts *api.QueryOptions) (*api.QueryMeta, error) {
+		var err error
+		var m *api.QueryMeta
+		pair, m, err = l.kv.Get(key, opts)
+		return m, err
+	}, 0); err != nil {
+		return false, err
+	}
+	if pair != nil {
+		l.epoch = true
+		return false, nil
+	}
+	wait := l.cfg.Lease.model().EpochWait()
+	l.log.Warn("no epoch key: the lock store is new, or lost its state (wiped, restored, or kv delete -recurse); waiting a ttl before the grant counts, so that any holder it forgot has stopped",
+		"key", l.cfg.Key, "epoch_key", key, "wait", wait)
+	select {
+	case <-wctx.Done():
+		if l.ctx.Err() != nil {
+			return true, l.lossWhileWaiting()
+		}
+		return true, ctx.Err()
+	case <-time.After(wait):
+	}
+	val, _ := json.Marshal(struct {
+		Written time.Time `json:"written"`
+		By      Holder    `json:"by"`
+	}{time.Now().UTC().Truncate(time.Millisecond), l.cfg.Holder})
+	rctx, cancel := context.WithTimeout(wctx, l.writeTimeout())
+	defer cancel()
+	// Only if still missing: a CAS on index 0.
+	if _, _, err := l.kv.CAS(&api.KVPair{Key: key, Value: val}, (&api.WriteOptions{}).WithContext(rctx)); err != nil {
+		if l.ctx.Err() != nil {
+			return true, l.lossWhileWaiting()
+		}
+		return true, classify("write epoch key "+key, need, err)
+	}
+	l.epoch = true
+	return true, nil
 }
 
 // read runs one read of waitGrant, blocking from index (0: not blocking),
@@ -431,7 +558,8 @@ func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need stri
 	for {
 		opts := &api.QueryOptions{}
 		if index != 0 {
-			opts.WaitIndex, opts.WaitTime = index, min(max(time.Until(deadline), time.Millisecond), l.cfg.Tuning.MaxBlock)
+			// For a ttl at the latest (waitGrant).
+			opts.WaitIndex, opts.WaitTime = index, min(max(time.Until(deadline), time.Millisecond), l.cfg.Tuning.MaxBlock, l.cfg.Lease.TTL)
 		}
 		// Consul answers a blocking query after WaitTime plus up to
 		// WaitTime/16 of jitter; silence well past that is an agent that
@@ -465,19 +593,17 @@ func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need stri
 	}
 }
 
-// blocker is the live entry a waiting contender of mode waits behind:
-// for an exclusive one the entry right ahead of it, for a shared one the
-// nearest exclusive entry ahead. ahead is not empty and not eligible.
-func blocker(mode Mode, ahead []Record) Record {
-	if mode == Exclusive {
-		return ahead[len(ahead)-1]
-	}
+// blocker is the contender a waiting contender of mode waits behind: for
+// an exclusive one the contender right ahead of it, for a shared one the
+// nearest exclusive contender ahead; ok is false when there is none (the
+// grant rule: eligible).
+func blocker(mode Mode, ahead []Record) (b Record, ok bool) {
 	for i := len(ahead) - 1; i >= 0; i-- {
-		if ahead[i].Mode != Shared {
-			return ahead[i]
+		if mode == Exclusive || ahead[i].Mode != Shared {
+			return ahead[i], true
 		}
 	}
-	return ahead[len(ahead)-1]
+	return Record{}, false
 }
 
 // lossWhileWaiting reports a session lost before the grant: a missed
@@ -501,13 +627,19 @@ func (l *Lock) timeout(ahead []Record) error {
 		return fmt.Errorf("%w (%s)", ErrTimeout, l.cfg.Wait)
 	}
 	h := ahead[0]
+	if h.key == "" {
+		return fmt.Errorf("%w (%s): held by session %s (%s), whose lock entry a KV write deleted or released", ErrTimeout, l.cfg.Wait, h.Session, h.Mode)
+	}
 	return fmt.Errorf("%w (%s): held by %s (%s, %s since %s)", ErrTimeout, l.cfg.Wait,
 		h.Holder, h.Mode, h.State, h.Since.Format(time.RFC3339))
 }
 
-// liveRecords decodes the entries whose session is alive, in CreateIndex
-// order; an entry not named for its session is not a contender's (trust.go).
-func liveRecords(pairs api.KVPairs) []Record {
+// liveRecords decodes the entries whose session is alive; an entry not
+// named for its session is not a contender's (trust.go). order, if not
+// nil, holds the sessions' CreateIndex (a listing): the records come in
+// that order, queue order, and a holder's token is its session's. An
+// entry whose session it does not hold is placed by its own CreateIndex.
+func liveRecords(pairs api.KVPairs, order map[string]uint64) []Record {
 	out := []Record{} // a list, never null, in status -json
 	for _, p := range pairs {
 		if p.Session == "" || !entryName(p.Key, p.Session) {
@@ -521,16 +653,20 @@ func liveRecords(pairs api.KVPairs) []Record {
 		}
 		r.Session = p.Session
 		r.CreateIndex = p.CreateIndex
-		// The fencing token is the entry's CreateIndex, as the holder's
-		// command got it, never the value's text.
-		r.Token = 0
-		if r.State == StateHolding {
-			r.Token = p.CreateIndex
-		}
 		r.key, r.modifyIndex = p.Key, p.ModifyIndex
+		r.order = p.CreateIndex
+		// The fencing token is the session's CreateIndex, as the holder's
+		// command got it, never the value's text (0: not known).
+		r.Token = 0
+		if idx, ok := order[p.Session]; ok {
+			r.order = idx
+			if r.State == StateHolding {
+				r.Token = idx
+			}
+		}
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreateIndex < out[j].CreateIndex })
+	sort.Slice(out, func(i, j int) bool { return out[i].order < out[j].order })
 	return out
 }
 
@@ -538,38 +674,27 @@ func liveRecords(pairs api.KVPairs) []Record {
 // with a session but not named for it (a KV write's, not a contender's).
 func (l *Lock) warnIgnored(pairs api.KVPairs) {
 	for _, p := range pairs {
-		if p.Session != "" && !entryName(p.Key, p.Session) && !l.ignored[p.Key] {
-			if l.ignored == nil {
-				l.ignored = map[string]bool{}
-			}
-			l.ignored[p.Key] = true
-			l.log.Warn("ignoring a lock entry not named for its session", "entry", Escape(p.Key), "session", p.Session)
+		if p.Session != "" && !entryName(p.Key, p.Session) {
+			l.warnOnce(p.Key, "ignoring a lock entry not named for its session", "entry", Escape(p.Key), "session", p.Session)
 		}
 	}
 }
 
-// position finds session's entry and the live entries created before it.
-func position(live []Record, session string) (ahead []Record, mine Record, ok bool) {
-	for i, r := range live {
+// find finds session's entry among the live ones.
+func find(live []Record, session string) (Record, bool) {
+	for _, r := range live {
 		if r.Session == session {
-			return live[:i], r, true
+			return r, true
 		}
 	}
-	return nil, Record{}, false
+	return Record{}, false
 }
 
 // eligible is the grant rule: exclusive when first, shared when nothing
 // exclusive precedes it.
 func eligible(mode Mode, ahead []Record) bool {
-	if mode == Exclusive {
-		return len(ahead) == 0
-	}
-	for _, r := range ahead {
-		if r.Mode != Shared {
-			return false
-		}
-	}
-	return true
+	_, blocked := blocker(mode, ahead)
+	return !blocked
 }
 
 func (l *Lock) markHolding() {
@@ -784,6 +909,10 @@ func (l *Lock) watchEntry() {
 				return
 			case <-time.After(l.cfg.Tuning.RetryDelay):
 			}
+			// Read at once, not from the old index: an agent back without
+			// its state would hold a query from an index it never reached,
+			// and the entry, gone with the state, would be missed.
+			index = 0
 			continue
 		}
 		// A KV write can delete, release or rewrite the entry while the
@@ -805,11 +934,11 @@ func (l *Lock) watchEntry() {
 			l.lose(lost("lock entry %s was rewritten by a KV write, not by this holder", l.entryKey))
 			return
 		}
-		if pair.CreateIndex != l.token {
-			// Deleted and written again: it now queues behind contenders
-			// that were behind us, so our grant no longer stands.
+		if pair.CreateIndex != l.entryIndex {
+			// Deleted and written again by a KV write: the grant saw
+			// another entry.
 			l.lose(lost("lock entry %s was deleted and re-created (create index %d, granted at %d)",
-				l.entryKey, pair.CreateIndex, l.token))
+				l.entryKey, pair.CreateIndex, l.entryIndex))
 			return
 		}
 		if meta.LastIndex < index {

@@ -451,3 +451,42 @@ func TestFrozenAgentPastWait(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// Issue 23, behaviour 4: a store without its epoch key (new, wiped,
+// restored, kv delete -recurse) grants only a ttl after a contender found
+// it missing, and then writes it: later grants do not wait. A token that
+// may not read it is refused at once, naming the rule.
+func TestEpoch(t *testing.T) {
+	srv := testcluster.StartServer(t, testcluster.WithACL())
+	mgmt := srv.Client(t)
+	if _, err := mgmt.KV().Delete(consullock.EpochKey(""), nil); err != nil {
+		t.Fatal(err)
+	}
+	c := cfg(mgmt, "epoch", consullock.Exclusive)
+	began := time.Now()
+	l := acquire(t, c)
+	first := time.Since(began)
+	release(t, l)
+	if p, _, err := mgmt.KV().Get(consullock.EpochKey(""), nil); err != nil || p == nil {
+		t.Fatalf("the epoch key was not written by the first grant: %v %v", p, err)
+	}
+	began = time.Now()
+	release(t, acquire(t, c))
+	second := time.Since(began)
+	t.Logf("first grant on a store without an epoch key: %s (ttl %s); the next: %s", first.Round(time.Millisecond), fast.TTL, second.Round(time.Millisecond))
+	if first < fast.TTL || second > fast.TTL/2 {
+		t.Errorf("grants took %s and %s: want the first at least a ttl (%s), the next at once", first, second, fast.TTL)
+	}
+
+	tok := testcluster.PolicyToken(t, mgmt, "no-epoch", `node "repolock" { policy = "write" }
+session "repolock" { policy = "write" }
+key_prefix "repolock/repos/" { policy = "write" }`)
+	conf := api.DefaultConfig()
+	conf.Address, conf.Token = srv.Addr, tok.SecretID
+	nc, _ := api.NewClient(conf)
+	_, err := consullock.Acquire(context.Background(), cfg(nc, "epoch", consullock.Exclusive))
+	var pe *consullock.PermissionError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Error(), `key "repolock/epoch"`) {
+		t.Fatalf("err = %v, want a PermissionError naming the epoch key's rule", err)
+	}
+}

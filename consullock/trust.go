@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -13,21 +14,33 @@ import (
 
 // What decides a grant is what Consul guarantees, never what a value in
 // KV says: a plain KV write (an operator's `consul kv put`, a cleanup
-// script, any token with write on the prefix) can rewrite, release or
-// delete an entry, but it cannot create, rename or revive a session.
+// script, any token with write on the prefix) can rewrite, release, delete
+// or re-create an entry, but it cannot create, rename, reorder or revive a
+// session.
 //
-//   - A contender's own mode is its own setting (Config.Mode).
-//   - Another contender's mode and key are its session's name, fixed when
-//     Consul created the session (sessionName). A value whose mode
-//     disagrees is tampering: the entry counts as exclusive.
+//   - A contender's place in the queue is its session's CreateIndex: the
+//     session is created first, and nothing a KV write does moves it. (An
+//     entry's CreateIndex would not do: an entry deleted and acquired again
+//     with its holder's session queues behind the waiters that were behind
+//     it, while that holder is still stopping its command.)
+//   - A contender's own mode is its own setting (Config.Mode). Another
+//     contender's mode and key are its session's name, fixed when Consul
+//     created the session (sessionName). An entry's value whose mode
+//     disagrees is tampering: that contender counts as exclusive.
 //   - An entry counts only when its name is its session's ID, and that
 //     session is named for this key: anything else under the folder was
 //     not written by a contender of the key.
-//   - A session named for this key that has no live entry is a contender
-//     whose entry was deleted or released behind its back, or one about to
-//     write its entry. It holds back every grant until it has an entry or
-//     is gone: a holder whose entry vanished keeps renewing its session
-//     until its command's group is dead, and only then destroys it.
+//   - A session named for this key, created before mine, that has no live
+//     entry is a contender whose entry was deleted or released behind its
+//     back, or one about to write its entry. It holds back every grant it
+//     conflicts with until it has an entry or is gone: a holder whose entry
+//     vanished keeps renewing its session until its command's group is
+//     dead, and only then destroys it.
+//   - A store that lost its state (wiped, restored, `kv delete -recurse`)
+//     forgot its holders and their sessions. No grant counts until an
+//     epoch key under the prefix is found, and the contender that finds it
+//     missing waits a ttl before writing it (checkEpoch): by then every
+//     holder the store forgot has failed a renewal and stopped.
 
 // sessionName is the name of a contender's session for key in mode.
 func sessionName(key string, mode Mode) string {
@@ -65,18 +78,19 @@ func entryName(key, session string) bool {
 	return name == session && sessionID.MatchString(name) && strings.HasSuffix(key, "/lock/"+name)
 }
 
-// listing is one read of the datacenter's sessions.
-type listing struct {
-	sessions []*api.SessionEntry
-	index    uint64 // for a blocking wait
+// seen is what a listing said of a live session that never changes: its
+// name and its CreateIndex.
+type seen struct {
+	name  string
+	index uint64
 }
 
 // listSessions reads the sessions through waitGrant's read (its retries,
-// its deadline, its loss check) and remembers their names: a session's
-// name never changes, so each is read once (l.named).
-func (l *Lock) listSessions(wctx, ctx context.Context, deadline time.Time) (*listing, error) {
+// its deadline, its loss check) and keeps what they say (l.known): the
+// sessions alive at the time of the read, this contender's own among them.
+func (l *Lock) listSessions(wctx, ctx context.Context, deadline time.Time) error {
 	var sessions []*api.SessionEntry
-	meta, err := l.read(wctx, ctx, deadline, "list sessions", fmt.Sprintf("session:read on node %q", SessionNode(l.cfg.Node)),
+	_, err := l.read(wctx, ctx, deadline, "list sessions", fmt.Sprintf("session:read on node %q", SessionNode(l.cfg.Node)),
 		func(opts *api.QueryOptions) (*api.QueryMeta, error) {
 			var err error
 			var m *api.QueryMeta
@@ -84,95 +98,61 @@ func (l *Lock) listSessions(wctx, ctx context.Context, deadline time.Time) (*lis
 			return m, err
 		}, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if l.named == nil {
-		l.named = map[string]string{}
-	}
+	l.known = make(map[string]seen, len(sessions))
 	for _, s := range sessions {
-		l.named[s.ID] = s.Name
+		l.known[s.ID] = seen{name: s.Name, index: s.CreateIndex}
 	}
-	return &listing{sessions: sessions, index: meta.LastIndex}, nil
+	return nil
 }
 
-// unnamed reports whether an entry ahead has a session whose name is not
-// known yet.
-func (l *Lock) unnamed(ahead []Record) bool {
-	for _, r := range ahead {
-		if _, ok := l.named[r.Session]; !ok {
-			return true
-		}
-	}
-	return false
-}
-
-// trustAhead is the entries ahead as their sessions say (named: ID to
-// name): entries of sessions that are not contenders of key dropped, a
-// mode that disagrees with the session's counted as exclusive. An entry
-// whose session is not named (not listed: ended since, or hidden from
-// the token by its ACLs) counts as exclusive: never grant past what
-// cannot be checked.
-func trustAhead(key string, named map[string]string, ahead []Record, warn func(string, ...any)) []Record {
-	out := make([]Record, 0, len(ahead))
-	for _, r := range ahead {
-		name, ok := named[r.Session]
-		if !ok {
-			r.Mode = Exclusive
-			out = append(out, r)
-			continue
-		}
-		k, mode, ok := parseSessionName(name)
-		if !ok || k != key {
-			warn("ignoring a lock entry held by a session that is not a contender of this key", "entry", r.key, "session", r.Session, "session_name", Escape(name))
-			continue
-		}
-		if r.Mode != mode {
-			warn("lock entry's mode was rewritten: counted as exclusive", "entry", r.key, "session_mode", mode, "entry_mode", Escape(string(r.Mode)))
-			mode = Exclusive
-		}
-		r.Mode = mode
-		out = append(out, r)
-	}
-	return out
-}
-
-// orphans are the sessions of key's other contenders that have no live
-// entry and may be ahead of mine: created before my entry.
-func orphans(key, me string, sessions []*api.SessionEntry, live []Record, mine Record) []string {
+// queueAhead is the queue in front of the contender of key whose session
+// has CreateIndex mine, as Consul's facts say: every session in known
+// named for key and created before mine, in CreateIndex order, each as its
+// live entry (live, decoded by liveRecords) or, with no entry, as a Record
+// with no key. Modes are the sessions' names'. known is a listing read
+// after my session was created, so a session it does not name was created
+// after mine, or is hidden from the token by its ACLs: an entry of such a
+// session counts (as exclusive) only when the entry itself is older than
+// my session, which proves its session older too.
+func queueAhead(key string, known map[string]seen, mine uint64, live []Record, warn func(entry, msg string, args ...any)) []Record {
+	var out []Record
 	entered := make(map[string]bool, len(live))
 	for _, r := range live {
 		entered[r.Session] = true
-	}
-	var out []string
-	for _, s := range sessions {
-		k, _, ok := parseSessionName(s.Name)
-		// A session created after my entry writes its entry after mine:
-		// it queues behind me whatever it is.
-		if !ok || k != key || s.ID == me || entered[s.ID] || s.CreateIndex > mine.CreateIndex {
+		s, ok := known[r.Session]
+		if !ok {
+			if r.CreateIndex < mine {
+				r.Mode, r.order = Exclusive, r.CreateIndex
+				out = append(out, r)
+			}
 			continue
 		}
-		out = append(out, s.ID)
+		k, mode, ok := parseSessionName(s.name)
+		if !ok || k != key {
+			warn(r.key, "ignoring a lock entry held by a session that is not a contender of this key", "entry", r.key, "session", r.Session, "session_name", Escape(s.name))
+			continue
+		}
+		if s.index >= mine {
+			continue // behind me, or me
+		}
+		if r.Mode != mode {
+			warn(r.key, "lock entry's mode was rewritten: counted as exclusive", "entry", r.key, "session_mode", mode, "entry_mode", Escape(string(r.Mode)))
+			mode = Exclusive
+		}
+		r.Mode, r.order = mode, s.index
+		out = append(out, r)
 	}
+	for id, s := range known {
+		k, mode, ok := parseSessionName(s.name)
+		if !ok || k != key || s.index >= mine || entered[id] {
+			continue
+		}
+		out = append(out, Record{Session: id, Mode: mode, State: StateNoEntry, order: s.index})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].order < out[j].order })
 	return out
-}
-
-// waitOrphans blocks until the session listing changes (an orphan's
-// session destroyed or expired), or for at most a second: an orphan that
-// is a contender about to write its entry changes only KV.
-//
-// The listing covers every session of the datacenter, so other keys'
-// sessions, Nomad's and Vault's wake it too: it returns no sooner than
-// RetryDelay, which bounds the reads of a waiter behind an orphan.
-func (l *Lock) waitOrphans(ctx context.Context, t *listing, deadline time.Time) {
-	began := time.Now()
-	wait := min(max(time.Until(deadline), time.Millisecond), time.Second)
-	rctx, cancel := context.WithTimeout(ctx, wait+wait/16+l.requestTimeout())
-	defer cancel()
-	_, _, _ = l.sessions.List((&api.QueryOptions{WaitIndex: t.index, WaitTime: wait}).WithContext(rctx))
-	select {
-	case <-ctx.Done():
-	case <-time.After(l.cfg.Tuning.RetryDelay - time.Since(began)):
-	}
 }
 
 // Escape makes text read from KV safe to print on one line: control

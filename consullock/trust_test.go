@@ -1,7 +1,6 @@
 package consullock
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -65,9 +64,11 @@ func TestEscape(t *testing.T) {
 
 // FuzzGrantRule feeds the grant rule arbitrary listings of entries (names,
 // sessions, values, indexes) and sessions (names, indexes), and checks it
-// against Consul's facts alone: when it grants, no session of another
-// contender of the key that may be ahead (its entry created before mine,
-// or no entry and created before mine) conflicts with my mode.
+// against Consul's facts alone: when it grants, no live session of another
+// contender of the key created before mine conflicts with my mode, whatever
+// the entries say; and no entry older than my session (so of an older
+// session, listed or not) is passed over unless its session is a
+// compatible contender or not a contender of the key.
 func FuzzGrantRule(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte("exclusive holder released by a kv write"))
@@ -91,6 +92,7 @@ func FuzzGrantRule(f *testing.F) {
 		myMode := []Mode{Shared, Exclusive}[next()%2]
 		folder := RepoPrefix("", key) + "lock/"
 		var sessions []*api.SessionEntry
+		hidden := map[string]bool{} // alive, but not in the listing (ACLs)
 		for i, id := range ids {
 			if i > 0 && next()%4 == 0 {
 				continue // destroyed
@@ -100,10 +102,14 @@ func FuzzGrantRule(f *testing.F) {
 			if i == 0 {
 				name = sessionName(key, myMode)
 			}
-			sessions = append(sessions, &api.SessionEntry{ID: id, Name: name, CreateIndex: uint64(next())})
+			s := &api.SessionEntry{ID: id, Name: name, CreateIndex: uint64(next())}
+			if i > 0 && next()%6 == 0 {
+				hidden[id] = true
+			}
+			sessions = append(sessions, s)
 		}
-		mineIndex := uint64(next()) + 1
-		pairs := api.KVPairs{{Key: folder + me, Session: me, CreateIndex: mineIndex,
+		mine := sessions[0].CreateIndex
+		pairs := api.KVPairs{{Key: folder + me, Session: me, CreateIndex: mine + uint64(next()) + 1,
 			Value: []byte(fmt.Sprintf(`{"mode":%q}`, []Mode{Shared, Exclusive}[next()%2]))}}
 		for n := next() % 8; n > 0; n-- {
 			sess := ids[next()%len(ids)]
@@ -118,43 +124,33 @@ func FuzzGrantRule(f *testing.F) {
 			pairs = append(pairs, &api.KVPair{Key: folder + name, Session: sess, CreateIndex: uint64(next()), Value: []byte(value)})
 		}
 
-		live := liveRecords(pairs)
-		ahead, mine, ok := position(live, me)
-		if !ok {
-			return
-		}
-		named := map[string]string{}
+		known := map[string]seen{}
 		for _, s := range sessions {
-			named[s.ID] = s.Name
+			if !hidden[s.ID] {
+				known[s.ID] = seen{name: s.Name, index: s.CreateIndex}
+			}
 		}
-		if !eligible(myMode, trustAhead(key, named, ahead, func(string, ...any) {})) || len(orphans(key, me, sessions, live, mine)) > 0 {
+		live := liveRecords(pairs, nil)
+		if !eligible(myMode, queueAhead(key, known, mine, live, func(string, string, ...any) {})) {
 			return
 		}
 		// Granted. Check Consul's facts: each other session of the key.
+		conflicts := func(name string) bool {
+			k, mode, ok := parseSessionName(name)
+			return ok && k == key && (myMode == Exclusive || mode != Shared)
+		}
 		for _, s := range sessions {
-			k, mode, ok := parseSessionName(s.Name)
-			if !ok || k != key || s.ID == me {
+			if s.ID == me || hidden[s.ID] {
 				continue
 			}
-			var entry *api.KVPair
-			for _, p := range pairs {
-				if p.Session == s.ID && p.Key == folder+s.ID && (entry == nil || p.CreateIndex < entry.CreateIndex) {
-					entry = p
-				}
+			if s.CreateIndex < mine && conflicts(s.Name) {
+				t.Fatalf("granted %s beside session %s (%q, index %d < mine %d):\nsessions %+v\npairs %+v", myMode, s.ID, s.Name, s.CreateIndex, mine, sessions, pairs)
 			}
-			first := s.CreateIndex < mine.CreateIndex // no entry: it may be a holder whose entry vanished
-			if entry != nil {
-				first = entry.CreateIndex < mine.CreateIndex
-			}
-			if !first {
-				continue
-			}
-			var v struct{ Mode Mode }
-			if entry != nil {
-				_ = json.Unmarshal(entry.Value, &v)
-			}
-			if myMode == Exclusive || mode != Shared || entry == nil || v.Mode != Shared {
-				t.Fatalf("granted %s beside session %s (%q, entry %+v):\nsessions %+v\npairs %+v", myMode, s.ID, s.Name, entry, sessions, pairs)
+		}
+		// A hidden session's entry older than my session.
+		for _, p := range pairs {
+			if hidden[p.Session] && entryName(p.Key, p.Session) && p.CreateIndex < mine {
+				t.Fatalf("granted %s past entry %s of a session the listing hides, created before mine", myMode, p.Key)
 			}
 		}
 	})

@@ -12,8 +12,8 @@ import (
 
 // cmdACLPolicy prints the least Consul ACL policy that repolock needs for
 // the named repositories (every repository of the config when none is
-// named): write on each one's own KV folder only, and the session node's
-// node and session rules. A backup host's token then cannot touch another
+// named): write on each one's own KV folder only, the session node's node
+// and session rules, and the prefix's epoch key. A backup host's token then cannot touch another
 // repository's queue.
 func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("acl-policy", flag.ContinueOnError)
@@ -69,6 +69,7 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 	if *readOnly {
 		fmt.Fprintf(&b, "# A read-only operator policy for %s (repolock acl-policy -read-only -config %s):\n", strings.Join(whats, "; "), path)
 		b.WriteString("# repolock status, nothing that writes; break needs repolock's own policy.\n")
+		fmt.Fprintf(&b, "session %q { policy = \"read\" }    # the contenders' sessions: their order, and the holders' fencing tokens\n", node)
 		for _, f := range folders {
 			fmt.Fprintf(&b, "key_prefix %q { policy = \"read\" }    # %s\n", consullock.RepoPrefix(cfg.Consul.Prefix, f.key), f.why)
 		}
@@ -81,6 +82,7 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(&b, "node %q { policy = \"write\" }    # the session node, registered in the catalog if missing\n", node)
 	fmt.Fprintf(&b, "session %q { policy = \"write\" }\n", node)
+	fmt.Fprintf(&b, "key %q { policy = \"write\" }    # the epoch key: no grant counts until it is found\n", consullock.EpochKey(cfg.Consul.Prefix))
 	for _, f := range folders {
 		fmt.Fprintf(&b, "key_prefix %q { policy = \"write\" }    # %s\n", consullock.RepoPrefix(cfg.Consul.Prefix, f.key), f.why)
 	}

@@ -440,8 +440,10 @@ repository "photos" {
 	if code := holder.wait(t, 10*time.Second); code != 76 {
 		t.Fatalf("holder exit %d after break, want 76:\n%s", code, holder.stderr)
 	}
-	if code := waiter.wait(t, 10*time.Second); code != 75 {
-		t.Fatalf("waiter whose session was destroyed exited %d, want 75 (not acquired):\n%s", code, waiter.stderr)
+	// Issue 23, behaviour 5: a waiter whose session was destroyed queues
+	// again with a new one while its wait lasts, and runs.
+	if code := waiter.wait(t, 10*time.Second); code != 0 || !strings.Contains(waiter.stderr.String(), "queues again with a new session") {
+		t.Fatalf("waiter whose session was destroyed exited %d, want 0 after queueing again:\n%s", code, waiter.stderr)
 	}
 	code, out = runRepolock(t, env, "break", "photos-key")
 	if code != 0 || !strings.Contains(out, "nothing destroyed") {

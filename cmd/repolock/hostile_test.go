@@ -32,6 +32,65 @@ func TestHostileWrites(t *testing.T) {
 		must(t, err)
 		h.check(t, "was deleted")
 	})
+	t.Run("holder's entry deleted, then acquired again with the holder's session", func(t *testing.T) {
+		// The two-step write: the re-created entry's CreateIndex is behind
+		// the waiter's, but its session's is not. The queue is the
+		// sessions' (trust.go), so the waiter still waits for the holder.
+		// Both steps in one transaction: no waiter sees the entry missing.
+		h := startHostile(t, env, c, "hostile-two-step", "exclusive", "exclusive")
+		ok, resp, _, err := c.Txn().Txn(api.TxnOps{
+			{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: h.holderEntry.Key}},
+			{KV: &api.KVTxnOp{Verb: api.KVLock, Key: h.holderEntry.Key, Session: h.holderEntry.Session, Value: h.holderEntry.Value}},
+		}, nil)
+		if err != nil || !ok {
+			t.Fatalf("delete the holder's entry and acquire it again with its session: %v %v %+v", ok, err, resp)
+		}
+		h.check(t, "lock entry")
+	})
+	t.Run("a waiter's entry deleted", func(t *testing.T) {
+		// Row 8: the waiter notices within a ttl at the latest,
+		// writes its entry again (its place is its session's, kept), and
+		// is back in status; then it runs once the holder has fenced.
+		key := "hostile-waiter-deleted"
+		h := startHostile(t, env, c, key, "exclusive", "exclusive")
+		w := h.waiterEntry(t, c)
+		_, err := c.KV().Delete(w.Key, nil)
+		must(t, err)
+		deleted := time.Now()
+		for ; ; time.Sleep(20 * time.Millisecond) {
+			if p, _, err := c.KV().Get(w.Key, nil); err == nil && p != nil {
+				break
+			}
+			if time.Since(deleted) > 6*time.Second {
+				t.Fatalf("the waiter's deleted entry is not back after %s (ttl 4s):\n%s", time.Since(deleted), h.waiter.stderr)
+			}
+		}
+		t.Logf("the waiter's entry was back %s after the delete", time.Since(deleted).Round(time.Millisecond))
+		if code, out := runRepolock(t, env, "status", key); code != 0 || strings.Count(out, "waiting") != 1 {
+			t.Errorf("status: exit %d, want the waiter listed again:\n%s", code, out)
+		}
+		if !strings.Contains(h.waiter.stderr.String(), "own lock entry vanished") {
+			t.Errorf("the waiter did not say that its entry vanished:\n%s", h.waiter.stderr)
+		}
+		_, err = c.KV().Delete(h.holderEntry.Key, nil)
+		must(t, err)
+		h.check(t, "was deleted")
+	})
+	t.Run("Consul restarted without its state", func(t *testing.T) {
+		// Acceptance 3, row 5, on an agent of its own: a dev agent keeps
+		// its state in memory only. The old holder's command is dead before
+		// any new grant (the store has no epoch key: the waiter waits a
+		// ttl), and the waiter, with wait left, queues again and runs.
+		lost := testcluster.StartServer(t)
+		lenv := lost.Env("")
+		h := startHostile(t, lenv, lost.Client(t), "hostile-lost-state", "exclusive", "exclusive")
+		lost.Kill(t)
+		lost.Restart(t)
+		h.check(t, "lock lost")
+		if !strings.Contains(h.waiter.stderr.String(), "no epoch key") {
+			t.Errorf("the waiter did not wait for the epoch:\n%s", h.waiter.stderr)
+		}
+	})
 	t.Run("holder's entry released by kv put -release", func(t *testing.T) {
 		h := startHostile(t, env, c, "hostile-released", "exclusive", "exclusive")
 		_, _, err := c.KV().Release(&api.KVPair{Key: h.holderEntry.Key, Session: h.holderEntry.Session, Value: h.holderEntry.Value}, nil)
@@ -136,7 +195,7 @@ func TestHostileWrites(t *testing.T) {
 	t.Run("status and break escape what they read", func(t *testing.T) {
 		// Row 11: a holder entry whose host has escape sequences and a
 		// newline, pid -5, token 2^64-1. status and break print it escaped,
-		// and the token they show is the entry's CreateIndex.
+		// and the token they show is its session's CreateIndex.
 		key := "hostile-escape"
 		sid, _, err := c.Session().CreateNoChecks(&api.SessionEntry{Name: "repolock exclusive " + key, TTL: "30s"}, nil)
 		must(t, err)
@@ -146,16 +205,19 @@ func TestHostileWrites(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("acquire %s: %v %v", entry, ok, err)
 		}
-		pair, _, err := c.KV().Get(entry, nil)
-		must(t, err)
+		info, _, err := c.Session().Info(sid, nil)
+		if err != nil || info == nil {
+			t.Fatalf("session %s: %v %v", sid, info, err)
+		}
+		token := info.CreateIndex // the holder's place in the queue, and its fencing token
 		code, out := runRepolock(t, env, "status", key)
 		if code != 0 || strings.ContainsAny(out, "\x1b\r") || strings.Contains(out, "\nspoofed") || strings.Contains(out, "18446744073709551615") ||
-			!strings.Contains(out, fmt.Sprint(pair.CreateIndex)) {
-			t.Errorf("status: exit %d, want the host escaped and token %d:\n%q", code, pair.CreateIndex, out)
+			!strings.Contains(out, fmt.Sprint(token)) {
+			t.Errorf("status: exit %d, want the host escaped and token %d:\n%q", code, token, out)
 		}
 		code, out = runRepolock(t, env, "break", key)
-		if code != 0 || strings.ContainsAny(out, "\x1b\r") || strings.Contains(out, "\nspoofed") || !strings.Contains(out, fmt.Sprintf("fencing token %d", pair.CreateIndex)) {
-			t.Errorf("break: exit %d, want the host escaped and token %d:\n%q", code, pair.CreateIndex, out)
+		if code != 0 || strings.ContainsAny(out, "\x1b\r") || strings.Contains(out, "\nspoofed") || !strings.Contains(out, fmt.Sprintf("fencing token %d", token)) {
+			t.Errorf("break: exit %d, want the host escaped and token %d:\n%q", code, token, out)
 		}
 	})
 	t.Run("three shared jobs end together: no success lost", func(t *testing.T) {

@@ -85,8 +85,8 @@ job "j" {
 	}
 	// Issue 23: an operator's read-only policy reads status, writes nothing.
 	code, ro := runRepolock(t, mgmtEnv, "acl-policy", "-read-only", "-config", cfg)
-	if code != 0 || strings.Contains(ro, `"write"`) || strings.Count(ro, `{ policy = "read" }`) != 2 {
-		t.Fatalf("acl-policy -read-only: exit %d, want two read rules and no write:\n%s", code, ro)
+	if code != 0 || strings.Contains(ro, `"write"`) || strings.Count(ro, `{ policy = "read" }`) != 3 {
+		t.Fatalf("acl-policy -read-only: exit %d, want three read rules (two folders, the sessions) and no write:\n%s", code, ro)
 	}
 	opEnv := srv.Env(testcluster.PolicyToken(t, mgmt, "operator-read-only", ro).SecretID)
 	if code, out := runRepolock(t, opEnv, "status", "-config", cfg); code != 0 || !strings.Contains(out, "theirs") {

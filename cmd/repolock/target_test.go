@@ -109,6 +109,9 @@ job "j" {
 		t.Fatalf("KV holds %d keys after three runs, want their last records", len(pairs))
 	}
 	for _, p := range pairs {
+		if p.Key == consullock.EpochKey("") {
+			continue // written by the first grant of a store (and by the harness)
+		}
 		rest, ok := strings.CutPrefix(p.Key, "repolock/repos/")
 		key, sub, _ := strings.Cut(rest, "/")
 		if !ok || consullock.CheckKey(key) != nil || (sub != "last" && !strings.HasPrefix(sub, "lock/")) {
@@ -225,7 +228,7 @@ repository "main" {
 	if code != 64 || !strings.Contains(out, "-r /srv/restic/other") || !strings.Contains(out, `"main"`) {
 		t.Fatalf("exit %d, want 64 naming the conflict:\n%s", code, out)
 	}
-	if pairs, _, _ := c.KV().List("repolock/", nil); len(pairs) != 0 {
+	if pairs, _, _ := c.KV().List("repolock/repos/", nil); len(pairs) != 0 {
 		t.Fatalf("a refused exec wrote to KV: %v", pairs)
 	}
 	code, out = runRepolock(t, srv.Env(""), "exec", "-config", cfg, "-repository", "main", "--", "restic", "--repository-file", "/etc/r", "snapshots")

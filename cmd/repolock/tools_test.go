@@ -267,9 +267,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	srv := testcluster.StartServer(t, testcluster.WithACL())
 	mgmt := srv.Client(t)
 	// Exactly the policy the README documents.
-	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: `node "repolock" { policy = "write" }
-session "repolock" { policy = "write" }
-key_prefix "repolock/repos/" { policy = "write" }`}, nil)
+	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: testcluster.ReadmePolicy}, nil)
 	must(t, err)
 	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
 	must(t, err)
@@ -539,9 +537,7 @@ func waitPath(t *testing.T, p string, limit time.Duration) {
 func TestACLTokenDeletedMidRun(t *testing.T) {
 	srv := testcluster.StartServer(t, testcluster.WithACL())
 	mgmt := srv.Client(t)
-	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: `node "repolock" { policy = "write" }
-session "repolock" { policy = "write" }
-key_prefix "repolock/repos/" { policy = "write" }`}, nil)
+	pol, _, err := mgmt.ACL().PolicyCreate(&api.ACLPolicy{Name: "repolock", Rules: testcluster.ReadmePolicy}, nil)
 	must(t, err)
 	tok, _, err := mgmt.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
 	must(t, err)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/repolock/repolock/consullock"
 )
 
 // ManagementToken is the ACL bootstrap token of agents started WithACL.
@@ -303,6 +305,9 @@ func tries(t testing.TB, what string, try func() ([]*Agent, error)) {
 	for i := 1; ; i++ {
 		agents, err := try()
 		if err == nil {
+			err = seedEpoch(agents)
+		}
+		if err == nil {
 			return
 		}
 		for _, a := range agents {
@@ -368,6 +373,20 @@ func (a *Agent) waitReady(t testing.TB, limit time.Duration) {
 	if err := waitAgents(limit, a); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// seedEpoch writes the epoch key of the default prefix in each agent's
+// datacenter, as a store that has granted before holds it: without it the
+// first grant of every test would wait a ttl (consullock's checkEpoch).
+// The tests of that wait delete it, and an agent restarted in dev mode
+// comes back without it, as a wiped store does.
+func seedEpoch(agents []*Agent) error {
+	for _, a := range agents {
+		if _, _, err := a.plainClient().KV().CAS(&api.KVPair{Key: consullock.EpochKey(""), Value: []byte(`{"seeded":"testcluster"}`)}, nil); err != nil {
+			return fmt.Errorf("testcluster: seed the epoch key through %s: %w", a.Name, err)
+		}
+	}
+	return nil
 }
 
 // errExited is an agent that ended before it was ready: in a start, most
@@ -677,7 +696,8 @@ func (c *Cluster) WaitReady(t testing.TB) {
 // ReadmePolicy is the ACL policy the README documents for every repository.
 const ReadmePolicy = `node "repolock" { policy = "write" }
 session "repolock" { policy = "write" }
-key_prefix "repolock/repos/" { policy = "write" }`
+key_prefix "repolock/repos/" { policy = "write" }
+key "repolock/epoch" { policy = "write" }`
 
 // PolicyToken creates a policy of rules (named name) with mgmt, a
 // management client, and a token of it.

@@ -65,6 +65,15 @@ func LeaseFor(ttl time.Duration) Lease {
 // Margin later.
 func (l Lease) Expiry(sent clock.Boottime) clock.Boottime { return sent.Add(l.TTL - l.Margin) }
 
+// EpochWait is how long a contender that finds the lock store without its
+// epoch key (new, wiped, restored) waits before its grant counts. A holder
+// the store forgot sent its last confirmed renewal before the loss, and
+// SIGKILLs its command at that send + TTL − Margin (Expiry) at the latest:
+// a TTL from when the loss is seen is later than that. This holds for
+// holders whose TTL is at most this contender's: the contenders of one
+// prefix should share a TTL.
+func (l Lease) EpochWait() time.Duration { return l.TTL }
+
 // Validate checks each field and that a renewal fits before the expiry.
 func (l Lease) Validate() error {
 	errs := []error{CheckTTL(l.TTL), CheckRenewInterval(l.RenewInterval), CheckMargin(l.Margin)}
