@@ -10,8 +10,9 @@ RESTIC_REPOSITORY="$work/repo" RESTIC_PASSWORD_FILE="$work/restic-pass" RESTIC_C
 	restic init --quiet
 cat > "$work/demo.hcl" <<HCL
 lock {
-  kill_timeout = "5s"
-  wait = "1m"
+  ttl          = "5s"  # short: the first grant on a new Consul waits one ttl (README, "What repolock trusts")
+  kill_timeout = "2s"
+  wait         = "1m"
 }
 repository "demo" {
   tool          = "restic"
@@ -33,6 +34,7 @@ repolock validate -config "$work/demo.hcl"
 
 echo
 echo "==> repolock run backup: restic backup under the repository's lock"
+echo "    (a new Consul has no epoch key yet: this first grant waits one ttl, 5s)"
 repolock run -config "$work/demo.hcl" backup
 echo
 echo "==> repolock run snapshots: the snapshot list, under the lock again"
