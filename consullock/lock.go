@@ -364,7 +364,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 
 	folder := RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/"
 	reported := false
-	var since uint64 // block on the folder from this index (see below)
+	var since uint64   // block on the folder from this index (see below)
 	var noEntry string // the session without an entry waited for last
 	for {
 		var pairs api.KVPairs
