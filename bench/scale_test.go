@@ -285,15 +285,24 @@ func contendersSection(b *testing.B, cl *testcluster.Cluster) string {
 	t.WriteString("### Contenders on one key\n\nEach contender (every third one shared) queues behind a gate holder, in a known order; then the gate opens and each holds for 5 ms. " +
 		"Grant latency: from the release before a grant to the grant. KV reads counted by a proxy in front of the agent.\n\n")
 	t.WriteString("| contenders | grants/s | grant latency p50 / p99 | reads per grant (KV and session listings) | FIFO order |\n| --- | --- | --- | --- | --- |\n")
-	for _, n := range []int{1, 10, 50, 200} {
-		q := queue(b, cl, n)
+	for _, row := range []struct{ n, garbage, slots int }{{1, 0, 0}, {10, 0, 0}, {50, 0, 0}, {200, 0, 0}, {200, 10, 0}, {10, 0, 3}, {100, 0, 3}} {
+		q := queue(b, cl, row.n, row.garbage, row.slots)
 		fifo := "held"
 		if q.fifoBroken > 0 {
 			fifo = fmt.Sprintf("BROKEN (%d pairs)", q.fifoBroken)
 		}
-		fmt.Fprintf(&t, "| %d | %.0f | %.1f / %.1f ms | %.1f | %s |\n", n, q.grantsPerSec, ms(q.p50), ms(q.p99), q.readsPerGrant, fifo)
+		name := fmt.Sprint(row.n)
+		if row.garbage > 0 {
+			name += fmt.Sprintf(", %d garbage entries", row.garbage)
+		}
+		if row.slots > 0 {
+			name += fmt.Sprintf(", all of -slots %d", row.slots)
+		}
+		fmt.Fprintf(&t, "| %s | %.0f | %.1f / %.1f ms | %.1f | %s |\n", name, q.grantsPerSec, ms(q.p50), ms(q.p99), q.readsPerGrant, fifo)
 	}
-	t.WriteString("\n")
+	t.WriteString("\nGarbage entries (issue 23): entries under the key that are not a contender's — named other than their session, " +
+		"held by a session not named for the key, left with no session — written before the queue forms. " +
+		"`-slots 3` (issue 17): a semaphore, every contender shared with 3 slots; FIFO then means no grant passes one queued ahead of it by more than the 3 slots.\n\n")
 	return t.String()
 }
 
@@ -309,11 +318,13 @@ type contender struct {
 	granted, released time.Time
 }
 
-// queue measures one queue of n contenders.
-func queue(b *testing.B, cl *testcluster.Cluster, n int) queueResult {
+// queue measures one queue of n contenders, with garbage entries under
+// the key that are not a contender's.
+func queue(b *testing.B, cl *testcluster.Cluster, n, garbage, slots int) queueResult {
 	p := testcluster.StartProxy(b, cl.Clients[0])
 	c := p.Client(b, false)
-	key := fmt.Sprintf("queue-%d", n)
+	key := fmt.Sprintf("queue-%d-%d-%d", n, garbage, slots)
+	garbageEntries(b, cl.Servers[0].Client(b), key, garbage)
 	cfg := func(mode consullock.Mode) consullock.Config {
 		return consullock.Config{Client: c, Key: key, Mode: mode, Lease: scaleLease, Wait: 5 * time.Minute, Holder: consullock.LocalHolder("bench", "")}
 	}
@@ -326,13 +337,15 @@ func queue(b *testing.B, cl *testcluster.Cluster, n int) queueResult {
 	var mu sync.Mutex
 	for i := range cs {
 		cs[i] = &contender{arrival: i, mode: consullock.Exclusive}
-		if i%3 == 1 {
+		if i%3 == 1 || slots > 0 {
 			cs[i].mode = consullock.Shared
 		}
 		wg.Add(1)
 		go func(ct *contender) {
 			defer wg.Done()
-			l, err := consullock.Acquire(context.Background(), cfg(ct.mode))
+			conf := cfg(ct.mode)
+			conf.Slots = slots
+			l, err := consullock.Acquire(context.Background(), conf)
 			if err != nil {
 				b.Error(err)
 				return
@@ -346,7 +359,7 @@ func queue(b *testing.B, cl *testcluster.Cluster, n int) queueResult {
 			mu.Unlock()
 			_ = l.Release(context.Background())
 		}(cs[i])
-		waitQueued(b, cl.Servers[0].Client(b), key, i+2) // the gate and everyone so far
+		waitQueued(b, cl.Servers[0].Client(b), key, garbage+i+2) // the garbage, the gate and everyone so far
 	}
 	p.Reset()
 	opened := time.Now()
@@ -363,8 +376,8 @@ func queue(b *testing.B, cl *testcluster.Cluster, n int) queueResult {
 			}
 		}
 		lat = append(lat, ct.granted.Sub(free))
-		for _, o := range cs[ct.arrival+1:] {
-			if (ct.mode == consullock.Exclusive || o.mode == consullock.Exclusive) && !o.granted.After(ct.granted) {
+		for k, o := range cs[ct.arrival+1:] {
+			if (ct.mode == consullock.Exclusive || o.mode == consullock.Exclusive || (slots > 0 && k >= slots)) && !o.granted.After(ct.granted) {
 				r.fifoBroken++
 			}
 		}
@@ -372,6 +385,46 @@ func queue(b *testing.B, cl *testcluster.Cluster, n int) queueResult {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	r.p50, r.p99 = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
 	return r
+}
+
+// garbageEntries writes n entries under key that are not a contender's,
+// each kind in turn: named other than their session, held by a session not
+// named for the key, left with no session.
+func garbageEntries(b *testing.B, c *api.Client, key string, n int) {
+	if n == 0 {
+		return
+	}
+	sid, _, err := c.Session().CreateNoChecks(&api.SessionEntry{Name: "not a contender", TTL: "600s"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _, _ = c.Session().Destroy(sid, nil) })
+	folder := consullock.RepoPrefix("", key) + "lock/"
+	for i := range n {
+		pair := &api.KVPair{Value: []byte(`{"mode":"exclusive","state":"holding"}`), Session: sid}
+		switch i % 3 {
+		case 0:
+			pair.Key = folder + fmt.Sprintf("garbage-%d", i)
+		case 1: // named for its session, which is another key's contender
+			other, _, err := c.Session().CreateNoChecks(&api.SessionEntry{Name: "repolock exclusive another-key", TTL: "600s"}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _, _ = c.Session().Destroy(other, nil) })
+			pair.Key, pair.Session = folder+other, other
+		case 2:
+			pair.Key, pair.Session = folder+fmt.Sprintf("0f663746-c183-4ffc-c901-%012d", i), ""
+		}
+		var err error
+		if pair.Session != "" {
+			_, _, err = c.KV().Acquire(pair, nil)
+		} else {
+			_, err = c.KV().Put(pair, nil)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // waitQueued waits until key has n queue entries.

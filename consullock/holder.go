@@ -48,6 +48,9 @@ type Record struct {
 	Since   time.Time  `json:"since"`
 	Granted *time.Time `json:"granted,omitempty"`
 	Token   uint64     `json:"fencing_token,omitempty"`
+	// Slots is the cap on the key's shared holders this contender asks for
+	// (exec -slots); read back, its session's name's, never the value's.
+	Slots int `json:"slots,omitempty"`
 	// CreateIndex is the entry's, filled in when read back.
 	CreateIndex uint64 `json:"-"`
 	// key and modifyIndex locate the entry for a blocking watch; key is

@@ -28,6 +28,21 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown lock mode %q (want %q or %q)", s, Shared, Exclusive)
 }
 
+// MaxSlots bounds the slots of a semaphore.
+const MaxSlots = 10000
+
+// CheckSlots validates the slots of a contender in mode: 0 (no cap), or a
+// cap on the shared holders, which only a shared contender can ask for.
+func CheckSlots(mode Mode, slots int) error {
+	switch {
+	case slots < 0 || slots > MaxSlots:
+		return fmt.Errorf("slots (%d) must be between 1 and %d", slots, MaxSlots)
+	case slots > 0 && mode != Shared:
+		return fmt.Errorf("slots (%d) caps the shared holders of a key; an exclusive holder always runs alone", slots)
+	}
+	return nil
+}
+
 // MaxKeyLen bounds a lock key.
 const MaxKeyLen = 128
 

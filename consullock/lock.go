@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -67,8 +68,12 @@ type Config struct {
 	// (consul#6828), so a client agent's repolock names one here.
 	SessionClient *api.Client
 	Mode          Mode
-	Lease         Lease
-	Tuning        Tuning
+	// Slots, if above 0, caps the key's shared holders (Mode Shared): the
+	// `consul lock -n` semaphore. The cap in force is the smallest that a
+	// live contender of the key names (trust.go).
+	Slots  int
+	Lease  Lease
+	Tuning Tuning
 	// Wait bounds how long Acquire waits for the grant; 0 tries once.
 	Wait   time.Duration
 	Holder Holder
@@ -144,6 +149,9 @@ func Acquire(ctx context.Context, cfg Config) (*Lock, error) {
 		return nil, fmt.Errorf("consullock: %w", err)
 	}
 	if _, err := ParseMode(string(cfg.Mode)); err != nil {
+		return nil, fmt.Errorf("consullock: %w", err)
+	}
+	if err := CheckSlots(cfg.Mode, cfg.Slots); err != nil {
 		return nil, fmt.Errorf("consullock: %w", err)
 	}
 	if err := cfg.Lease.model().Validate(); err != nil {
@@ -284,7 +292,7 @@ func (l *Lock) createSession(ctx context.Context) error {
 	}
 	sent := clock.Now()
 	id, _, err := via.Session().CreateNoChecks(&api.SessionEntry{
-		Name:     sessionName(l.cfg.Key, l.cfg.Mode),
+		Name:     sessionName(l.cfg.Key, l.cfg.Mode, l.cfg.Slots),
 		Node:     node,
 		TTL:      l.cfg.Lease.TTL.String(),
 		Behavior: api.SessionBehaviorDelete,
@@ -303,6 +311,7 @@ func (l *Lock) enqueue(ctx context.Context) error {
 	l.record = Record{
 		Session: l.session,
 		Mode:    l.cfg.Mode,
+		Slots:   l.cfg.Slots,
 		State:   StateWaiting,
 		Holder:  l.cfg.Holder,
 		Since:   time.Now().UTC().Truncate(time.Millisecond),
@@ -364,12 +373,13 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 
 	folder := RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/"
 	reported := false
-	var since uint64   // block on the folder from this index (see below)
-	var noEntry string // the session without an entry waited for last
+	var since uint64             // block on the folder from this index (see below),
+	var folderWait time.Duration // for at most this long
+	var noEntry string           // the session without an entry waited for last
 	for {
 		var pairs api.KVPairs
 		meta, err := l.read(wctx, ctx, deadline, "read lock entries", fmt.Sprintf("key:read on %q", folder), func(opts *api.QueryOptions) (*api.QueryMeta, error) {
-			opts.WaitTime = min(opts.WaitTime, time.Second)
+			opts.WaitTime = min(opts.WaitTime, folderWait)
 			var err error
 			var m *api.QueryMeta
 			pairs, m, err = l.kv.List(folder, opts)
@@ -403,15 +413,24 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			listed = true
 		}
 		ahead := queueAhead(l.cfg.Key, l.known, l.mine, live, l.warnOnce)
-		if b, ok := blocker(l.cfg.Mode, ahead); ok && b.key == "" && !listed {
-			// No entry: released (its session ended), or deleted by a KV
-			// write while the session lives. The listing tells.
+		slots, _ := slotsInForce(l.cfg.Key, l.known, l.cfg.Slots)
+		b, byCount, blocked := blocker(l.cfg.Mode, slots, ahead)
+		// No entry: released (its session ended), or deleted by a KV
+		// write while the session lives; the listing tells. Waiting for a
+		// slot, every contender ahead counts. And a grant under a cap
+		// takes the caps of the contenders live now.
+		if !listed && ((blocked && (b.key == "" || (byCount && slices.ContainsFunc(ahead, func(r Record) bool { return r.key == "" })))) ||
+			(!blocked && slots > 0)) {
 			if err := l.listed(wctx, ctx, deadline); err != nil {
 				return err
 			}
 			ahead = queueAhead(l.cfg.Key, l.known, l.mine, live, l.warnOnce)
 		}
-		b, blocked := blocker(l.cfg.Mode, ahead)
+		slots, disagree := slotsInForce(l.cfg.Key, l.known, l.cfg.Slots)
+		if disagree {
+			l.warnOnce("slots", "contenders of this key ask for different numbers of slots: the smallest is in force", "key", l.cfg.Key, "slots", slots)
+		}
+		b, byCount, blocked = blocker(l.cfg.Mode, slots, ahead)
 		if !blocked {
 			if !l.epoch {
 				waited, err := l.checkEpoch(wctx, ctx, deadline)
@@ -434,6 +453,14 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		if time.Now().After(deadline) || l.cfg.Wait == 0 {
 			return l.timeout(ahead)
 		}
+		if byCount && b.key != "" && b.State == StateHolding {
+			// The first waiter for a slot: any holder's release frees one,
+			// so it blocks on the folder (for a ttl at most). Every other
+			// waiter watches the contender right ahead of it, as below:
+			// one folder watcher per key, whatever the queue.
+			since, folderWait = meta.LastIndex, l.cfg.Lease.TTL
+			continue
+		}
 		if b.key == "" {
 			// A contender about to write its entry (its session is older
 			// than mine, its entry not written yet), or one whose entry a
@@ -448,7 +475,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 					"key", l.cfg.Key, "session", b.Session)
 			}
 			noEntry = b.Session
-			since = meta.LastIndex
+			since, folderWait = meta.LastIndex, time.Second
 			continue
 		}
 		// Block until the blocker's entry changes (a holder record) or
@@ -595,15 +622,21 @@ func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need stri
 
 // blocker is the contender a waiting contender of mode waits behind: for
 // an exclusive one the contender right ahead of it, for a shared one the
-// nearest exclusive contender ahead; ok is false when there is none (the
-// grant rule: eligible).
-func blocker(mode Mode, ahead []Record) (b Record, ok bool) {
+// nearest exclusive contender ahead, or, when slots (the cap in force,
+// 0: none) shared contenders are ahead of it, the one right ahead
+// (byCount); ok is false when there is none (the grant rule: eligible).
+// The contenders ahead are holders or are granted first (FIFO), so fewer
+// than slots ahead means fewer than slots holders.
+func blocker(mode Mode, slots int, ahead []Record) (b Record, byCount, ok bool) {
 	for i := len(ahead) - 1; i >= 0; i-- {
 		if mode == Exclusive || ahead[i].Mode != Shared {
-			return ahead[i], true
+			return ahead[i], false, true
 		}
 	}
-	return Record{}, false
+	if slots > 0 && len(ahead) >= slots {
+		return ahead[len(ahead)-1], true, true
+	}
+	return Record{}, false, false
 }
 
 // lossWhileWaiting reports a session lost before the grant: a missed
@@ -635,11 +668,12 @@ func (l *Lock) timeout(ahead []Record) error {
 }
 
 // liveRecords decodes the entries whose session is alive; an entry not
-// named for its session is not a contender's (trust.go). order, if not
-// nil, holds the sessions' CreateIndex (a listing): the records come in
-// that order, queue order, and a holder's token is its session's. An
-// entry whose session it does not hold is placed by its own CreateIndex.
-func liveRecords(pairs api.KVPairs, order map[string]uint64) []Record {
+// named for its session is not a contender's (trust.go). known, if not
+// nil, is a listing of the sessions: the records come in their order,
+// queue order, a holder's token is its session's CreateIndex and the
+// slots are its session's. An entry whose session it does not hold is
+// placed by its own CreateIndex.
+func liveRecords(pairs api.KVPairs, known map[string]seen) []Record {
 	out := []Record{} // a list, never null, in status -json
 	for _, p := range pairs {
 		if p.Session == "" || !entryName(p.Key, p.Session) {
@@ -656,12 +690,16 @@ func liveRecords(pairs api.KVPairs, order map[string]uint64) []Record {
 		r.key, r.modifyIndex = p.Key, p.ModifyIndex
 		r.order = p.CreateIndex
 		// The fencing token is the session's CreateIndex, as the holder's
-		// command got it, never the value's text (0: not known).
-		r.Token = 0
-		if idx, ok := order[p.Session]; ok {
-			r.order = idx
+		// command got it, never the value's text (0: not known); the mode
+		// and the slots are the session's name's too.
+		r.Token, r.Slots = 0, 0
+		if s, ok := known[p.Session]; ok {
+			r.order = s.index
 			if r.State == StateHolding {
-				r.Token = idx
+				r.Token = s.index
+			}
+			if _, mode, slots, ok := parseSessionName(s.name); ok {
+				r.Mode, r.Slots = mode, slots
 			}
 		}
 		out = append(out, r)
@@ -691,9 +729,9 @@ func find(live []Record, session string) (Record, bool) {
 }
 
 // eligible is the grant rule: exclusive when first, shared when nothing
-// exclusive precedes it.
-func eligible(mode Mode, ahead []Record) bool {
-	_, blocked := blocker(mode, ahead)
+// exclusive precedes it and fewer than slots (if above 0) shared do.
+func eligible(mode Mode, slots int, ahead []Record) bool {
+	_, _, blocked := blocker(mode, slots, ahead)
 	return !blocked
 }
 

@@ -28,7 +28,7 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) (repos []Rep
 	if err != nil {
 		return nil, false, classify("read "+folder, "key:read on "+root, err)
 	}
-	order, err := sessionOrder(ctx, c)
+	known, err := sessionOrder(ctx, c)
 	if err != nil {
 		return nil, false, err
 	}
@@ -41,7 +41,7 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) (repos []Rep
 	}
 	out := make([]RepoStatus, 0, len(byKey))
 	for k, ps := range byKey {
-		out = append(out, RepoStatus{Key: k, Entries: liveRecords(ps, order)})
+		out = append(out, RepoStatus{Key: k, Entries: liveRecords(ps, known)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, meta.ResultsFilteredByACLs, nil
@@ -80,11 +80,11 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 	if err != nil {
 		return out, classify("list sessions", "session:read", err)
 	}
-	mine, all, order := map[string]bool{}, map[string]bool{}, map[string]uint64{}
+	mine, all, known := map[string]bool{}, map[string]bool{}, map[string]seen{}
 	for _, s := range sessions {
 		all[s.ID] = true
-		order[s.ID] = s.CreateIndex
-		if k, _, ok := parseSessionName(s.Name); ok && k == key {
+		known[s.ID] = seen{name: s.Name, index: s.CreateIndex}
+		if k, _, _, ok := parseSessionName(s.Name); ok && k == key {
 			mine[s.ID] = true
 		}
 	}
@@ -95,7 +95,7 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 		delete(mine, id)
 		return nil
 	}
-	live := liveRecords(pairs, order)
+	live := liveRecords(pairs, known)
 	// Newest first: destroying a holder first would grant the lock to a
 	// waiter that is about to be destroyed too.
 	for i := len(live) - 1; i >= 0; i-- {
@@ -136,17 +136,18 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 	return out, nil
 }
 
-// sessionOrder maps the sessions' IDs to their CreateIndex: a contender's
-// place in its queue and, holding, its fencing token (trust.go). Sessions
-// the token may not read are left out, and their holders' tokens unknown.
-func sessionOrder(ctx context.Context, c *api.Client) (map[string]uint64, error) {
+// sessionOrder maps the sessions' IDs to their names and CreateIndex: a
+// contender's slots, its place in its queue and, holding, its fencing
+// token (trust.go). Sessions the token may not read are left out, and
+// their holders' tokens unknown.
+func sessionOrder(ctx context.Context, c *api.Client) (map[string]seen, error) {
 	sessions, _, err := c.Session().List((&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
 	if err != nil {
 		return nil, classify("list sessions", "session:read", err)
 	}
-	order := make(map[string]uint64, len(sessions))
+	known := make(map[string]seen, len(sessions))
 	for _, s := range sessions {
-		order[s.ID] = s.CreateIndex
+		known[s.ID] = seen{name: s.Name, index: s.CreateIndex}
 	}
-	return order, nil
+	return known, nil
 }

@@ -36,20 +36,27 @@ func TestEligible(t *testing.T) {
 	ex := Record{Mode: Exclusive}
 	cases := []struct {
 		mode  Mode
+		slots int
 		ahead []Record
 		want  bool
 	}{
-		{Exclusive, nil, true},
-		{Exclusive, []Record{sh}, false},
-		{Exclusive, []Record{ex}, false},
-		{Shared, nil, true},
-		{Shared, []Record{sh, sh}, true},
-		{Shared, []Record{sh, ex}, false},
-		{Shared, []Record{ex, sh}, false},
+		{Exclusive, 0, nil, true},
+		{Exclusive, 0, []Record{sh}, false},
+		{Exclusive, 0, []Record{ex}, false},
+		{Exclusive, 3, []Record{sh}, false},
+		{Shared, 0, nil, true},
+		{Shared, 0, []Record{sh, sh}, true},
+		{Shared, 0, []Record{sh, ex}, false},
+		{Shared, 0, []Record{ex, sh}, false},
+		{Shared, 3, []Record{sh, sh}, true},
+		{Shared, 3, []Record{sh, sh, sh}, false},
+		{Shared, 1, nil, true},
+		{Shared, 1, []Record{sh}, false},
+		{Shared, 3, []Record{ex}, false},
 	}
 	for _, c := range cases {
-		if got := eligible(c.mode, c.ahead); got != c.want {
-			t.Errorf("eligible(%s, %v) = %v, want %v", c.mode, c.ahead, got, c.want)
+		if got := eligible(c.mode, c.slots, c.ahead); got != c.want {
+			t.Errorf("eligible(%s, %d slots, %v) = %v, want %v", c.mode, c.slots, c.ahead, got, c.want)
 		}
 	}
 }

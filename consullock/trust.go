@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,9 +43,15 @@ import (
 //     missing waits a ttl before writing it (checkEpoch): by then every
 //     holder the store forgot has failed a renewal and stopped.
 
-// sessionName is the name of a contender's session for key in mode.
-func sessionName(key string, mode Mode) string {
-	return sessionPrefix + string(mode) + " " + key
+// sessionName is the name of a contender's session for key in mode; a
+// shared contender that caps the shared holders at slots (> 0) names it:
+// "repolock shared/3 key".
+func sessionName(key string, mode Mode, slots int) string {
+	m := string(mode)
+	if slots > 0 {
+		m += "/" + strconv.Itoa(slots)
+	}
+	return sessionPrefix + m + " " + key
 }
 
 const sessionPrefix = "repolock "
@@ -52,20 +59,27 @@ const sessionPrefix = "repolock "
 // parseSessionName is sessionName's inverse; ok is false for a session
 // that is not a contender's. A session of an earlier repolock ("repolock
 // <key>") names its key but not its mode: it counts as exclusive.
-func parseSessionName(name string) (key string, mode Mode, ok bool) {
+func parseSessionName(name string) (key string, mode Mode, slots int, ok bool) {
 	rest, found := strings.CutPrefix(name, sessionPrefix)
 	if !found {
-		return "", "", false
+		return "", "", 0, false
 	}
 	m, k, two := strings.Cut(rest, " ")
 	if !two {
-		return rest, Exclusive, CheckKey(rest) == nil
+		return rest, Exclusive, 0, CheckKey(rest) == nil
+	}
+	if m, n, capped := strings.Cut(m, "/"); capped {
+		slots, err := strconv.Atoi(n)
+		if m != string(Shared) || err != nil || slots < 1 || strconv.Itoa(slots) != n || CheckKey(k) != nil {
+			return "", "", 0, false
+		}
+		return k, Shared, slots, true
 	}
 	mode, err := ParseMode(m)
 	if err != nil || CheckKey(k) != nil {
-		return "", "", false
+		return "", "", 0, false
 	}
-	return k, mode, true
+	return k, mode, 0, true
 }
 
 // sessionID matches the IDs Consul gives sessions (a UUID).
@@ -129,7 +143,7 @@ func queueAhead(key string, known map[string]seen, mine uint64, live []Record, w
 			}
 			continue
 		}
-		k, mode, ok := parseSessionName(s.name)
+		k, mode, slots, ok := parseSessionName(s.name)
 		if !ok || k != key {
 			warn(r.key, "ignoring a lock entry held by a session that is not a contender of this key", "entry", r.key, "session", r.Session, "session_name", Escape(s.name))
 			continue
@@ -141,18 +155,38 @@ func queueAhead(key string, known map[string]seen, mine uint64, live []Record, w
 			warn(r.key, "lock entry's mode was rewritten: counted as exclusive", "entry", r.key, "session_mode", mode, "entry_mode", Escape(string(r.Mode)))
 			mode = Exclusive
 		}
-		r.Mode, r.order = mode, s.index
+		r.Mode, r.Slots, r.order = mode, slots, s.index
 		out = append(out, r)
 	}
 	for id, s := range known {
-		k, mode, ok := parseSessionName(s.name)
+		k, mode, slots, ok := parseSessionName(s.name)
 		if !ok || k != key || s.index >= mine || entered[id] {
 			continue
 		}
-		out = append(out, Record{Session: id, Mode: mode, State: StateNoEntry, order: s.index})
+		out = append(out, Record{Session: id, Mode: mode, Slots: slots, State: StateNoEntry, order: s.index})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].order < out[j].order })
 	return out
+}
+
+// slotsInForce is the cap on key's shared holders: the smallest slots that
+// a live contender of key names (own, mine, and known's, ahead or
+// behind), 0 when none does. disagree says that they name different caps.
+func slotsInForce(key string, known map[string]seen, own int) (slots int, disagree bool) {
+	slots = own
+	for _, s := range known {
+		k, _, n, ok := parseSessionName(s.name)
+		if !ok || k != key || n == 0 {
+			continue
+		}
+		if slots != 0 && n != slots {
+			disagree = true
+		}
+		if slots == 0 || n < slots {
+			slots = n
+		}
+	}
+	return slots, disagree
 }
 
 // Escape makes text read from KV safe to print on one line: control

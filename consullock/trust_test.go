@@ -10,22 +10,30 @@ import (
 
 func TestSessionName(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		key  string
-		mode Mode
-		ok   bool
+		name  string
+		key   string
+		mode  Mode
+		slots int
+		ok    bool
 	}{
-		{sessionName("photos", Shared), "photos", Shared, true},
-		{sessionName("photos", Exclusive), "photos", Exclusive, true},
-		{"repolock photos", "photos", Exclusive, true}, // an earlier repolock's: its mode is unknown
-		{"repolock shared ../x", "", "", false},
-		{"repolock sometimes photos", "", "", false},
-		{"consul lock photos", "", "", false},
-		{"", "", "", false},
+		{sessionName("photos", Shared, 0), "photos", Shared, 0, true},
+		{sessionName("photos", Exclusive, 0), "photos", Exclusive, 0, true},
+		{sessionName("photos", Shared, 3), "photos", Shared, 3, true},
+		{"repolock shared/3 photos", "photos", Shared, 3, true},
+		{"repolock photos", "photos", Exclusive, 0, true}, // an earlier repolock's: its mode is unknown
+		{"repolock shared ../x", "", "", 0, false},
+		{"repolock sometimes photos", "", "", 0, false},
+		{"repolock exclusive/3 photos", "", "", 0, false},
+		{"repolock shared/0 photos", "", "", 0, false},
+		{"repolock shared/03 photos", "", "", 0, false},
+		{"repolock shared/-1 photos", "", "", 0, false},
+		{"repolock shared/x photos", "", "", 0, false},
+		{"consul lock photos", "", "", 0, false},
+		{"", "", "", 0, false},
 	} {
-		key, mode, ok := parseSessionName(c.name)
-		if key != c.key || mode != c.mode || ok != c.ok {
-			t.Errorf("parseSessionName(%q) = %q, %q, %t; want %q, %q, %t", c.name, key, mode, ok, c.key, c.mode, c.ok)
+		key, mode, slots, ok := parseSessionName(c.name)
+		if key != c.key || mode != c.mode || slots != c.slots || ok != c.ok {
+			t.Errorf("parseSessionName(%q) = %q, %q, %d, %t; want %q, %q, %d, %t", c.name, key, mode, slots, ok, c.key, c.mode, c.slots, c.ok)
 		}
 	}
 }
@@ -90,6 +98,10 @@ func FuzzGrantRule(f *testing.F) {
 		}
 		me := ids[0]
 		myMode := []Mode{Shared, Exclusive}[next()%2]
+		mySlots := 0
+		if myMode == Shared {
+			mySlots = next() % 4
+		}
 		folder := RepoPrefix("", key) + "lock/"
 		var sessions []*api.SessionEntry
 		hidden := map[string]bool{} // alive, but not in the listing (ACLs)
@@ -97,10 +109,10 @@ func FuzzGrantRule(f *testing.F) {
 			if i > 0 && next()%4 == 0 {
 				continue // destroyed
 			}
-			name := []string{sessionName(key, Shared), sessionName(key, Exclusive), "repolock " + key,
-				sessionName("other", Exclusive), "not repolock"}[next()%5]
+			name := []string{sessionName(key, Shared, 0), sessionName(key, Exclusive, 0), "repolock " + key,
+				sessionName("other", Exclusive, 0), "not repolock", sessionName(key, Shared, 1+next()%3)}[next()%6]
 			if i == 0 {
-				name = sessionName(key, myMode)
+				name = sessionName(key, myMode, mySlots)
 			}
 			s := &api.SessionEntry{ID: id, Name: name, CreateIndex: uint64(next())}
 			if i > 0 && next()%6 == 0 {
@@ -131,21 +143,34 @@ func FuzzGrantRule(f *testing.F) {
 			}
 		}
 		live := liveRecords(pairs, nil)
-		if !eligible(myMode, queueAhead(key, known, mine, live, func(string, string, ...any) {})) {
+		slots, _ := slotsInForce(key, known, mySlots)
+		if !eligible(myMode, slots, queueAhead(key, known, mine, live, func(string, string, ...any) {})) {
 			return
 		}
 		// Granted. Check Consul's facts: each other session of the key.
 		conflicts := func(name string) bool {
-			k, mode, ok := parseSessionName(name)
+			k, mode, _, ok := parseSessionName(name)
 			return ok && k == key && (myMode == Exclusive || mode != Shared)
 		}
+		shared, least := 0, mySlots // older shared contenders; the smallest cap of a live one
 		for _, s := range sessions {
 			if s.ID == me || hidden[s.ID] {
 				continue
 			}
+			if k, mode, n, ok := parseSessionName(s.Name); ok && k == key {
+				if n > 0 && (least == 0 || n < least) {
+					least = n
+				}
+				if mode == Shared && s.CreateIndex < mine {
+					shared++
+				}
+			}
 			if s.CreateIndex < mine && conflicts(s.Name) {
 				t.Fatalf("granted %s beside session %s (%q, index %d < mine %d):\nsessions %+v\npairs %+v", myMode, s.ID, s.Name, s.CreateIndex, mine, sessions, pairs)
 			}
+		}
+		if myMode == Shared && least > 0 && shared >= least {
+			t.Fatalf("granted a slot with %d shared contenders ahead, cap %d:\nsessions %+v", shared, least, sessions)
 		}
 		// A hidden session's entry older than my session.
 		for _, p := range pairs {

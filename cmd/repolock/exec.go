@@ -39,6 +39,7 @@ type execFlags struct {
 	key, repository, cfg, prefix, node, mode, sig string
 	datacenter, sessionAddr                       string
 	wait, ttl, killTimeout, renew, margin         time.Duration
+	slots                                         int
 	set                                           map[string]bool // the flags given explicitly
 }
 
@@ -52,6 +53,7 @@ func (f *execFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.sessionAddr, "session-address", "", "a Consul server agent's HTTP address that creates the session, for a -datacenter other than the agent's (default the config's consul.session_address, else the agent)")
 	fs.StringVar(&f.node, "session-node", consullock.DefaultNode, "catalog-only node the session is bound to (needs node:write and session:write)")
 	fs.StringVar(&f.mode, "mode", "", "lock mode: exclusive or shared (default exclusive; with -repository inferred from the command)")
+	fs.IntVar(&f.slots, "slots", 0, "a semaphore: at most this many holders of -key at once (shared holders; an exclusive one runs alone); implies -mode shared")
 	fs.DurationVar(&f.wait, "wait", defaults.Wait, "how long to wait for the lock (0: try once); then exit 75")
 	fs.DurationVar(&f.ttl, "ttl", defaults.TTL, "Consul session TTL")
 	fs.DurationVar(&f.killTimeout, "kill-timeout", defaults.KillTimeout, "time between the kill signal and SIGKILL")
@@ -65,7 +67,10 @@ func (f *execFlags) register(fs *flag.FlagSet) {
 // plan is the exec plan of the flags: those given explicitly win over the
 // config (with -repository) or the defaults.
 func (f *execFlags) plan(cmd []string) (plan.Exec, error) {
-	e := plan.Exec{Key: f.key, Repository: f.repository, Args: cmd, Mode: f.mode}
+	e := plan.Exec{Key: f.key, Repository: f.repository, Args: cmd, Mode: f.mode, Slots: f.slots}
+	if f.set["slots"] && f.slots <= 0 {
+		return e, usagef("exec: -slots %d: must be between 1 and %d (leave it out for no cap)", f.slots, consullock.MaxSlots)
+	}
 	if f.set["key"] && f.key == "" {
 		return e, usagef("exec: -key: %v", consullock.CheckKey(""))
 	}

@@ -217,7 +217,11 @@ func printStatus(w io.Writer, repos []lockStatus, now time.Time) {
 			if e.State == consullock.StateHolding {
 				tok = fmt.Sprint(e.Token)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", repo, r.Key, consullock.Escape(e.State), e.Mode, e.Holder,
+			mode := string(e.Mode)
+			if e.Slots > 0 {
+				mode += fmt.Sprintf(" (%d slots)", e.Slots)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", repo, r.Key, consullock.Escape(e.State), mode, e.Holder,
 				now.Sub(since).Round(time.Second), tok)
 		}
 	}

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +22,9 @@ type Exec struct {
 	Config     *Config // the loaded config; may be nil with Key
 	Args       []string
 	Mode       string // -mode, "" to infer (with Repository) or exclusive (with Key)
+	// Slots (-slots) caps the key's shared holders: a semaphore, the
+	// `consul lock -n` replacement. Only with Key; it implies shared.
+	Slots int
 	// Prefix and SessionNode from flags; "" takes the config's, then the default.
 	Prefix, SessionNode string
 	// Lock is the lock settings given as flags: the top layer, over the
@@ -42,6 +46,14 @@ func (e Exec) Plan() (run.Spec, error) {
 	if e.Mode != "" {
 		if _, err := consullock.ParseMode(e.Mode); err != nil {
 			return run.Spec{}, fmt.Errorf("-mode: %w", err)
+		}
+	}
+	if e.Slots != 0 {
+		if e.Key == "" {
+			return run.Spec{}, errors.New("-slots caps the shared holders of a plain key: give -key")
+		}
+		if err := consullock.CheckSlots(consullock.Mode(cmp.Or(e.Mode, string(consullock.Shared))), e.Slots); err != nil {
+			return run.Spec{}, fmt.Errorf("-slots: %w", err)
 		}
 	}
 	cfg := e.Config
@@ -96,6 +108,9 @@ func (e Exec) keySpec(prefix, node string, lk config.Lock) (run.Spec, error) {
 		return run.Spec{}, fmt.Errorf("-key: %w", err)
 	}
 	mode := consullock.Exclusive
+	if e.Slots > 0 {
+		mode = consullock.Shared
+	}
 	if e.Mode != "" {
 		mode = consullock.Mode(e.Mode)
 	}
@@ -105,6 +120,7 @@ func (e Exec) keySpec(prefix, node string, lk config.Lock) (run.Spec, error) {
 	}
 	cmd := planned{args: e.Args, mode: mode, primary: Repo{Config: &config.Repository{Name: e.Key, UnlockNative: plugin.UnlockNever}, Plugin: p, Key: e.Key}}
 	spec := cmd.spec(prefix, node, lk)
+	spec.Targets[0].Slots = e.Slots
 	spec.Env = Environment(os.Environ(), nil, nil, nil, nil)
 	return spec, nil
 }

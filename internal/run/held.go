@@ -176,7 +176,7 @@ func releaseTimeout(spec Spec) time.Duration { return max(spec.Timing.RenewInter
 func (r *Runner) lockConfig(spec Spec, t Target, wait time.Duration) consullock.Config {
 	rtt := r.Summary.RenewRTT
 	return consullock.Config{
-		Client: r.Client, SessionClient: r.SessionClient, Datacenter: r.Datacenter, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode,
+		Client: r.Client, SessionClient: r.SessionClient, Datacenter: r.Datacenter, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode, Slots: t.Slots,
 		Lease: consullock.Lease(spec.Timing.Lease), Wait: wait, Holder: spec.Holder, Logger: r.Log,
 		OnRenew: func(d time.Duration) {
 			if rtt != nil {

@@ -58,6 +58,7 @@ type Target struct {
 	Repository string // repository name, or the key for `repolock exec -key`
 	Key        string
 	Mode       consullock.Mode
+	Slots      int // caps the key's shared holders (exec -slots); 0: no cap
 	Primary    bool
 	Native     *Native // what may be done about the tool's own locks; nil: nothing
 }
