@@ -71,7 +71,11 @@ type Config struct {
 	// Slots, if above 0, caps the key's shared holders (Mode Shared): the
 	// `consul lock -n` semaphore. The cap in force is the smallest that a
 	// live contender of the key names (trust.go).
-	Slots  int
+	Slots int
+	// Limit says that Key names a limit (a `limit` block), not a
+	// repository: its entries live under LimitPrefix, and its contenders'
+	// sessions are named apart from a repository's of the same name.
+	Limit bool
 	Lease  Lease
 	Tuning Tuning
 	// Wait bounds how long Acquire waits for the grant; 0 tries once.
@@ -138,6 +142,23 @@ func RepoPrefix(prefix, key string) string {
 		prefix = DefaultPrefix
 	}
 	return path.Join(prefix, "repos", key) + "/"
+}
+
+// LimitPrefix returns the KV folder of a limit's slots:
+// <prefix>/limits/<name>/ ("" for the folder of all limits).
+func LimitPrefix(prefix, name string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return path.Join(prefix, "limits", name) + "/"
+}
+
+// folder is the KV folder of c's key.
+func (c Config) folder() string {
+	if c.Limit {
+		return LimitPrefix(c.Prefix, c.Key)
+	}
+	return RepoPrefix(c.Prefix, c.Key)
 }
 
 // Acquire creates a session, queues for the lock and returns once it is
@@ -292,7 +313,7 @@ func (l *Lock) createSession(ctx context.Context) error {
 	}
 	sent := clock.Now()
 	id, _, err := via.Session().CreateNoChecks(&api.SessionEntry{
-		Name:     sessionName(l.cfg.Key, l.cfg.Mode, l.cfg.Slots),
+		Name:     sessionName(l.cfg.ident(), l.cfg.Mode, l.cfg.Slots),
 		Node:     node,
 		TTL:      l.cfg.Lease.TTL.String(),
 		Behavior: api.SessionBehaviorDelete,
@@ -302,7 +323,7 @@ func (l *Lock) createSession(ctx context.Context) error {
 			refusedSession(node, l.cfg.Datacenter, err))
 	}
 	l.session = id
-	l.entryKey = RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/" + id
+	l.entryKey = l.cfg.folder() + "lock/" + id
 	l.setLease(sent)
 	return nil
 }
@@ -350,7 +371,7 @@ func (l *Lock) putRecord(ctx context.Context) (bool, error) {
 		(&api.WriteOptions{}).WithContext(rctx))
 	if err != nil {
 		return false, classify("write lock entry "+l.entryKey, fmt.Sprintf("key:write on %q (key_prefix %q { policy = \"write\" })",
-			l.entryKey, RepoPrefix(l.cfg.Prefix, l.cfg.Key)), err)
+			l.entryKey, l.cfg.folder()), err)
 	}
 	return ok, nil
 }
@@ -371,7 +392,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 	stopOnLoss := context.AfterFunc(l.ctx, cancel)
 	defer stopOnLoss()
 
-	folder := RepoPrefix(l.cfg.Prefix, l.cfg.Key) + "lock/"
+	folder := l.cfg.folder() + "lock/"
 	reported := false
 	var since uint64             // block on the folder from this index (see below),
 	var folderWait time.Duration // for at most this long
@@ -396,7 +417,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			// Deleted or released by a KV write, or gone with the session:
 			// write it again. The place in the queue is the session's, so
 			// it is kept; a session that is gone refuses the write.
-			l.log.Warn("own lock entry vanished while waiting (a KV write, or the session ended): writing it again", "key", l.cfg.Key, "entry", l.entryKey)
+			l.log.Warn("own lock entry vanished while waiting (a KV write, or the session ended): writing it again", "key", l.cfg.ident(), "entry", l.entryKey)
 			if err := l.enqueue(wctx); err != nil {
 				if l.ctx.Err() != nil {
 					return l.lossWhileWaiting()
@@ -412,8 +433,8 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			}
 			listed = true
 		}
-		ahead := queueAhead(l.cfg.Key, l.known, l.mine, live, l.warnOnce)
-		slots, _ := slotsInForce(l.cfg.Key, l.known, l.cfg.Slots)
+		ahead := queueAhead(l.cfg.ident(), l.known, l.mine, live, l.warnOnce)
+		slots, _ := slotsInForce(l.cfg.ident(), l.known, l.cfg.Slots)
 		b, byCount, blocked := blocker(l.cfg.Mode, slots, ahead)
 		// No entry: released (its session ended), or deleted by a KV
 		// write while the session lives; the listing tells. Waiting for a
@@ -424,11 +445,11 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			if err := l.listed(wctx, ctx, deadline); err != nil {
 				return err
 			}
-			ahead = queueAhead(l.cfg.Key, l.known, l.mine, live, l.warnOnce)
+			ahead = queueAhead(l.cfg.ident(), l.known, l.mine, live, l.warnOnce)
 		}
-		slots, disagree := slotsInForce(l.cfg.Key, l.known, l.cfg.Slots)
+		slots, disagree := slotsInForce(l.cfg.ident(), l.known, l.cfg.Slots)
 		if disagree {
-			l.warnOnce("slots", "contenders of this key ask for different numbers of slots: the smallest is in force", "key", l.cfg.Key, "slots", slots)
+			l.warnOnce("slots", "contenders of this key ask for different numbers of slots: the smallest is in force", "key", l.cfg.ident(), "slots", slots)
 		}
 		b, byCount, blocked = blocker(l.cfg.Mode, slots, ahead)
 		if !blocked {
@@ -472,7 +493,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			// wait is worth a warning.
 			if b.Session == noEntry {
 				l.warnOnce(b.Session, "a contender of this key has a session but no lock entry (deleted or released by a KV write): waiting until its session ends or its entry is back",
-					"key", l.cfg.Key, "session", b.Session)
+					"key", l.cfg.ident(), "session", b.Session)
 			}
 			noEntry = b.Session
 			since, folderWait = meta.LastIndex, time.Second
@@ -549,7 +570,7 @@ func (l *Lock) checkEpoch(wctx, ctx context.Context, deadline time.Time) (waited
 	}
 	wait := l.cfg.Lease.model().EpochWait()
 	l.log.Warn("no epoch key: the lock store is new, or lost its state (wiped, restored, or kv delete -recurse); waiting a ttl before the grant counts, so that any holder it forgot has stopped",
-		"key", l.cfg.Key, "epoch_key", key, "wait", wait)
+		"key", l.cfg.ident(), "epoch_key", key, "wait", wait)
 	select {
 	case <-wctx.Done():
 		if l.ctx.Err() != nil {
@@ -611,7 +632,7 @@ func (l *Lock) read(wctx, ctx context.Context, deadline time.Time, op, need stri
 		}
 		// A leader election or an agent restart: retry until the wait
 		// ends; the renewal deadline decides "unreachable" meanwhile.
-		l.log.Warn("reading lock entries failed; retrying", "key", l.cfg.Key, "error", err)
+		l.log.Warn("reading lock entries failed; retrying", "key", l.cfg.ident(), "error", err)
 		select {
 		case <-wctx.Done():
 		case <-time.After(l.cfg.Tuning.RetryDelay):
@@ -821,7 +842,7 @@ func (l *Lock) lose(err error) {
 	first := l.ctx.Err() == nil
 	l.cancel(err)
 	if first {
-		l.log.Error("lock lost", "key", l.cfg.Key, "session", l.session, "reason", err)
+		l.log.Error("lock lost", "key", l.cfg.ident(), "session", l.session, "reason", err)
 	}
 }
 

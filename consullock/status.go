@@ -24,6 +24,18 @@ func Status(ctx context.Context, c *api.Client, prefix, key string) (repos []Rep
 	if key != "" {
 		folder = RepoPrefix(prefix, key)
 	}
+	return folderStatus(ctx, c, root, folder)
+}
+
+// LimitStatus is Status for the keys of limits (<prefix>/limits/): their
+// slot holders and waiters.
+func LimitStatus(ctx context.Context, c *api.Client, prefix string) (limits []RepoStatus, hidden bool, err error) {
+	root := LimitPrefix(prefix, "")
+	return folderStatus(ctx, c, root, root)
+}
+
+// folderStatus reads the keys of folder, a folder under root or root.
+func folderStatus(ctx context.Context, c *api.Client, root, folder string) ([]RepoStatus, bool, error) {
 	pairs, meta, err := c.KV().List(folder, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
 	if err != nil {
 		return nil, false, classify("read "+folder, "key:read on "+root, err)

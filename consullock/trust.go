@@ -43,9 +43,9 @@ import (
 //     missing waits a ttl before writing it (checkEpoch): by then every
 //     holder the store forgot has failed a renewal and stopped.
 
-// sessionName is the name of a contender's session for key in mode; a
-// shared contender that caps the shared holders at slots (> 0) names it:
-// "repolock shared/3 key".
+// sessionName is the name of a contender's session for key (an ident) in
+// mode; a shared contender that caps the shared holders at slots (> 0)
+// names it: "repolock shared/3 key".
 func sessionName(key string, mode Mode, slots int) string {
 	m := string(mode)
 	if slots > 0 {
@@ -68,18 +68,39 @@ func parseSessionName(name string) (key string, mode Mode, slots int, ok bool) {
 	if !two {
 		return rest, Exclusive, 0, CheckKey(rest) == nil
 	}
+	if name, limit := strings.CutPrefix(k, limitIdent); limit {
+		if CheckKey(name) != nil {
+			return "", "", 0, false
+		}
+		k = limitIdent + name
+	} else if CheckKey(k) != nil {
+		return "", "", 0, false
+	}
 	if m, n, capped := strings.Cut(m, "/"); capped {
 		slots, err := strconv.Atoi(n)
-		if m != string(Shared) || err != nil || slots < 1 || strconv.Itoa(slots) != n || CheckKey(k) != nil {
+		if m != string(Shared) || err != nil || slots < 1 || strconv.Itoa(slots) != n {
 			return "", "", 0, false
 		}
 		return k, Shared, slots, true
 	}
 	mode, err := ParseMode(m)
-	if err != nil || CheckKey(k) != nil {
+	if err != nil {
 		return "", "", 0, false
 	}
 	return k, mode, 0, true
+}
+
+// limitIdent starts the identity of a limit's key in its contenders'
+// session names ("repolock shared/2 limit nas"): no repository key has a
+// space, so a limit and a repository of one name never share a queue.
+const limitIdent = "limit "
+
+// ident is the identity of the contenders of c's key in session names.
+func (c Config) ident() string {
+	if c.Limit {
+		return limitIdent + c.Key
+	}
+	return c.Key
 }
 
 // sessionID matches the IDs Consul gives sessions (a UUID).

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/repolock/repolock/consullock"
+	"github.com/repolock/repolock/internal/plan"
 )
 
 // cmdACLPolicy prints the least Consul ACL policy that repolock needs for
@@ -57,6 +58,7 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 		}
 		folders = append(folders, folder{key, why})
 	}
+	limits := limitFolders(cfg, names)
 	node := consullock.SessionNode(cfg.Consul.SessionNode)
 	var b strings.Builder
 	whats := []string{}
@@ -73,6 +75,9 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 		for _, f := range folders {
 			fmt.Fprintf(&b, "key_prefix %q { policy = \"read\" }    # %s\n", consullock.RepoPrefix(cfg.Consul.Prefix, f.key), f.why)
 		}
+		for _, f := range limits {
+			fmt.Fprintf(&b, "key_prefix %q { policy = \"read\" }    # %s\n", f.key, f.why)
+		}
 		_, err = io.WriteString(stdout, b.String())
 		return err
 	}
@@ -86,6 +91,49 @@ func cmdACLPolicy(args []string, stdout, stderr io.Writer) error {
 	for _, f := range folders {
 		fmt.Fprintf(&b, "key_prefix %q { policy = \"write\" }    # %s\n", consullock.RepoPrefix(cfg.Consul.Prefix, f.key), f.why)
 	}
+	for _, f := range limits {
+		fmt.Fprintf(&b, "key_prefix %q { policy = \"write\" }    # %s\n", f.key, f.why)
+	}
 	_, err = io.WriteString(stdout, b.String())
 	return err
+}
+
+// aclFolder is a KV folder a policy names, and why.
+type aclFolder struct{ key, why string }
+
+// limitFolders are the KV folders of the limits that the jobs of the named
+// repositories hold (their own and their repository's): a per-host limit's
+// folders are all its hosts' (<prefix>/limits/<name>.).
+func limitFolders(cfg *plan.Config, repos []string) []aclFolder {
+	var out []aclFolder
+	add := func(name, why string) {
+		l, ok := cfg.Limit(name)
+		if !ok {
+			return
+		}
+		key := consullock.LimitPrefix(cfg.Consul.Prefix, l.Name)
+		if l.PerHost {
+			key = strings.TrimSuffix(key, "/") + "."
+		}
+		if i := slices.IndexFunc(out, func(f aclFolder) bool { return f.key == key }); i < 0 {
+			out = append(out, aclFolder{key, "limit " + name + " (" + why + ")"})
+		}
+	}
+	for _, n := range repos {
+		r, ok := cfg.Repository(n)
+		if !ok {
+			continue
+		}
+		for _, l := range r.Limits {
+			add(l, "repository "+n)
+		}
+		for _, j := range cfg.Jobs {
+			if j.Repository == n {
+				for _, l := range j.Limits {
+					add(l, "job "+j.Name)
+				}
+			}
+		}
+	}
+	return out
 }

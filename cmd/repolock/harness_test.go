@@ -49,11 +49,18 @@ func startWithStdin(t *testing.T, env []string, stdin *os.File, args ...string) 
 
 func startCmd(t *testing.T, dir string, stdin *os.File, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd.Dir = dir
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
 	if stdin != nil {
-		p.cmd.Stdin = stdin
+		cmd.Stdin = stdin
 	}
+	return startProc(t, cmd, env)
+}
+
+// startProc starts cmd, a repolock (or a wrapper of one), with env.
+func startProc(t *testing.T, cmd *exec.Cmd, env []string) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(testcluster.CleanEnv(), env...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr

@@ -197,6 +197,7 @@ type validJob struct {
 	Mode       string   `json:"mode"`
 	ModeSource string   `json:"mode_source"`
 	Also       []string `json:"also_locks,omitempty"` // second repositories (restic copy), locked too
+	Limits     []string `json:"limits,omitempty"`     // a slot of each (their keys), held with the lock
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
@@ -236,6 +237,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		if len(j.Also) > 0 {
 			also = ", also locks " + strings.Join(j.Also, ", ")
 		}
+		if len(j.Limits) > 0 {
+			also += "; limits " + strings.Join(j.Limits, ", ")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s (%s%s)\t\n", j.Name, j.Repository, j.Mode, j.ModeSource, also)
 	}
 	return tw.Flush()
@@ -256,9 +260,12 @@ func validationOf(cfg *plan.Config) validation {
 			v.ModeSource = fmt.Sprintf("inferred from %q", strings.Join(j.Command[:min(len(j.Command), 3)], " "))
 		}
 		for _, t := range spec.Targets {
-			if t.Primary {
+			switch {
+			case t.Limit:
+				v.Limits = append(v.Limits, fmt.Sprintf("%s (%d slots, key %s)", t.Repository, t.Slots, t.Key))
+			case t.Primary:
 				v.Mode = string(t.Mode)
-			} else {
+			default:
 				v.Also = append(v.Also, fmt.Sprintf("%s (%s)", t.Repository, t.Mode))
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -48,6 +49,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	limits := []limitStatus{}
+	if key == "" {
+		if limits, err = readLimits(ctx, client, pfx, cfg); err != nil {
+			return err
+		}
+	}
 	var dc string // the config's, which consulClient checked, else the agent's own
 	if cfg != nil {
 		dc = cfg.Consul.Datacenter
@@ -59,7 +66,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	stale := staleJobs(cfg, key, repos, time.Now())
 	if *asJSON {
-		out := statusJSON{Datacenter: dc, HiddenByACLs: hidden, Locks: repos, Stale: append([]string{}, stale...)}
+		out := statusJSON{Datacenter: dc, HiddenByACLs: hidden, Locks: repos, Limits: limits, Stale: append([]string{}, stale...)}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -72,6 +79,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "locks in %s\n", where)
 		printStatus(stdout, repos, time.Now())
+		printLimits(stdout, limits, time.Now())
 		if hidden {
 			fmt.Fprintf(stdout, "this token may not read every lock under %s: Consul left out what its ACLs do not allow (a per-repository token shows only its repositories)\n", consullock.RepoPrefix(pfx, ""))
 		}
@@ -93,9 +101,76 @@ type statusJSON struct {
 	Datacenter string `json:"datacenter"`
 	// HiddenByACLs says that the token may not read every lock: Consul
 	// left some out (X-Consul-Results-Filtered-By-ACLs).
-	HiddenByACLs bool         `json:"hidden_by_acls"`
-	Locks        []lockStatus `json:"locks"`
-	Stale        []string     `json:"stale"`
+	HiddenByACLs bool          `json:"hidden_by_acls"`
+	Locks        []lockStatus  `json:"locks"`
+	Limits       []limitStatus `json:"limits"`
+	Stale        []string      `json:"stale"`
+}
+
+// limitStatus is one limit's key (a per-host limit has one per host): its
+// slots in use and in all, its holders and its waiters.
+type limitStatus struct {
+	Key string `json:"key"`
+	// Slots is the cap in force: the smallest its live contenders' sessions
+	// name, else the config's (0: not known).
+	Slots   int                 `json:"slots"`
+	Used    int                 `json:"used"`
+	Entries []consullock.Record `json:"entries"`
+}
+
+// readLimits reads the keys of limits with live contenders, and the
+// config's limits that have none.
+func readLimits(ctx context.Context, c *api.Client, prefix string, cfg *plan.Config) ([]limitStatus, error) {
+	keys, _, err := consullock.LimitStatus(ctx, c, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := []limitStatus{}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		l := limitStatus{Key: k.Key, Entries: append([]consullock.Record{}, k.Entries...)}
+		for _, e := range k.Entries {
+			if e.Slots > 0 && (l.Slots == 0 || e.Slots < l.Slots) {
+				l.Slots = e.Slots
+			}
+			if e.State == consullock.StateHolding {
+				l.Used++
+			}
+		}
+		seen[k.Key] = true
+		out = append(out, l)
+	}
+	if cfg != nil {
+		for _, l := range cfg.Limits {
+			if !l.PerHost && !seen[l.Name] {
+				out = append(out, limitStatus{Key: l.Name, Slots: l.Slots, Entries: []consullock.Record{}})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func printLimits(w io.Writer, limits []limitStatus, now time.Time) {
+	if len(limits) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nLIMIT\tSLOTS\tSTATE\tHOLDER\tSINCE")
+	for _, l := range limits {
+		slots := fmt.Sprintf("%d of %d used", l.Used, l.Slots)
+		if len(l.Entries) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\tfree\t\t\n", l.Key, slots)
+		}
+		for _, e := range l.Entries {
+			since := e.Since
+			if e.Granted != nil {
+				since = *e.Granted
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\n", l.Key, slots, consullock.Escape(e.State), e.Holder, now.Sub(since).Round(time.Second))
+		}
+	}
+	tw.Flush()
 }
 
 // lockStatus is one lock key as status shows it: its live contenders

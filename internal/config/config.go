@@ -36,6 +36,7 @@ type Config struct {
 	Metrics      Metrics       // the top-level metrics block
 	Hooks        []hooks.Hook  // top-level hooks, run for every job
 	Repositories []*Repository // in file order
+	Limits       []*Limit      // in file order
 	Jobs         []*Job        // in file order
 	Filename     string
 }
@@ -84,6 +85,7 @@ type Repository struct {
 	UnlockNative    string // one of plugin.UnlockPolicies()
 	SharedLocal     bool   // a local Location is on shared storage, so not bound to this host
 	Env             map[string]string
+	Limits          []string // names of Limits every job of the repository holds a slot of
 	DeclRange       hcl.Range
 	// Ranges maps each attribute present to its value's source range.
 	Ranges map[string]hcl.Range
@@ -97,6 +99,7 @@ type Job struct {
 	Mode       string // a consullock mode, or "" to let the plugin infer it
 	Dir        string
 	Env        map[string]string
+	Limits     []string // names of Limits the job holds a slot of, besides its repository's
 	// Lock is the job's effective lock: LockSettings resolved.
 	Lock Lock
 	// LockSettings is the job's lock block over the top-level one.
@@ -111,6 +114,27 @@ type Job struct {
 	DeclRange   hcl.Range
 	// Ranges maps each attribute present to its value's source range.
 	Ranges map[string]hcl.Range
+}
+
+// Limit caps how many jobs hold it at once, across repositories: a slot
+// is a shared holder of its own key under <prefix>/limits/.
+type Limit struct {
+	Name  string
+	Slots int
+	// PerHost makes one key per host (<name>.<host>): "at most Slots
+	// jobs per host at a time".
+	PerHost   bool
+	DeclRange hcl.Range
+}
+
+// Limit returns the limit of that name.
+func (c *Config) Limit(name string) (*Limit, bool) {
+	for _, l := range c.Limits {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return nil, false
 }
 
 // Metrics says where a job's metrics go; empty fields are off.

@@ -35,7 +35,14 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "job", LabelNames: []string{"name"}},
 		{Type: "metrics"},
 		{Type: "hook", LabelNames: []string{"name"}},
+		{Type: "limit", LabelNames: []string{"name"}},
 	},
+}
+
+type limitBody struct {
+	Slots   int      `hcl:"slots"`
+	PerHost *bool    `hcl:"per_host,optional"`
+	Body    hcl.Body `hcl:",body"`
 }
 
 type consulBody struct {
@@ -97,6 +104,7 @@ type repositoryBody struct {
 	UnlockNative    *string           `hcl:"unlock_native,optional"`
 	SharedLocal     *bool             `hcl:"shared_local,optional"`
 	Env             map[string]string `hcl:"env,optional"`
+	Limits          []string          `hcl:"limits,optional"`
 	// Password exists, like consulBody.Token, only to be rejected.
 	Password *hcl.Attribute `hcl:"password,optional"`
 	Body     hcl.Body       `hcl:",body"`
@@ -108,6 +116,7 @@ type jobBody struct {
 	Mode       *string           `hcl:"mode,optional"`
 	Dir        *string           `hcl:"dir,optional"`
 	Env        map[string]string `hcl:"env,optional"`
+	Limits     []string          `hcl:"limits,optional"`
 	Lock       *lockBody         `hcl:"lock,block"`
 	Metrics    *metricsBody      `hcl:"metrics,block"`
 	Hooks      []hookBlock       `hcl:"hook,block"`
@@ -169,8 +178,23 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 		}
 	}
 
-	// Repositories come first so that jobs may refer to repositories
-	// declared later in the file.
+	// Limits come first so that repositories and jobs may name limits
+	// declared later in the file; repositories before jobs likewise.
+	limitsDeclared := map[string]*hcl.Block{}
+	for _, b := range blocks["limit"] {
+		if !d.label(b, "limit", limitsDeclared) {
+			continue
+		}
+		if l := d.limit(b); l != nil {
+			cfg.Limits = append(cfg.Limits, l)
+		}
+	}
+	var limitNames []string
+	for name := range limitsDeclared {
+		limitNames = append(limitNames, name)
+	}
+	sort.Strings(limitNames)
+
 	declared := map[string]*hcl.Block{}
 	var repoNames []string
 	for _, b := range blocks["repository"] {
@@ -178,7 +202,7 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 			continue
 		}
 		repoNames = append(repoNames, b.Labels[0])
-		if r := d.repository(b); r != nil {
+		if r := d.repository(b, limitNames); r != nil {
 			cfg.Repositories = append(cfg.Repositories, r)
 		}
 	}
@@ -188,7 +212,7 @@ func decode(body hcl.Body, ctx *hcl.EvalContext) (*Config, []hcl.Range, hcl.Diag
 		if !d.label(b, "job", jobsDeclared) {
 			continue
 		}
-		if j := d.job(b, cfg, repoNames, topLockOK); j != nil {
+		if j := d.job(b, cfg, repoNames, limitNames, topLockOK); j != nil {
 			cfg.Jobs = append(cfg.Jobs, j)
 		}
 	}
@@ -359,7 +383,44 @@ func validPrefix(p string) bool {
 
 // repository decodes a repository block: a flat list of independent
 // attribute checks, each reporting at its own attribute.
-func (d *decoder) repository(b *hcl.Block) *Repository {
+// limit decodes a limit block: a cap on the jobs that hold it at once.
+func (d *decoder) limit(b *hcl.Block) *Limit {
+	lb, ranges, decodedOK := decodeBlock[limitBody](d, b.Body)
+	if !decodedOK {
+		return nil
+	}
+	l := &Limit{Name: b.Labels[0], Slots: lb.Slots, PerHost: lb.PerHost != nil && *lb.PerHost, DeclRange: b.DefRange}
+	ok := true
+	if err := consullock.CheckKey(l.Name); err != nil {
+		ok = d.errorf(ranges, "", b, "Invalid limit name", "%s: a limit's name becomes one Consul KV path segment (under <prefix>/limits/).", err)
+	}
+	if err := consullock.CheckSlots(consullock.Shared, l.Slots); err != nil || l.Slots == 0 {
+		ok = d.errorf(ranges, "slots", b, "Invalid slots",
+			"slots is how many jobs may hold limit %q at once: between 1 and %d, not %d.", l.Name, consullock.MaxSlots, l.Slots)
+	}
+	if !ok {
+		return nil
+	}
+	return l
+}
+
+// limits checks a repository's or a job's list of limits (the attribute
+// "limits" of b): each declared, none twice.
+func (d *decoder) limits(names []string, ranges map[string]hcl.Range, b *hcl.Block, limitNames []string) bool {
+	ok := true
+	for i, n := range names {
+		switch {
+		case !slices.Contains(limitNames, n):
+			ok = d.errorf(ranges, "limits", b, "Unknown limit",
+				"No limit block is named %q.%s", n, didYouMean(n, limitNames))
+		case slices.Contains(names[:i], n):
+			ok = d.errorf(ranges, "limits", b, "Duplicate limit", "Limit %q is listed twice.", n)
+		}
+	}
+	return ok
+}
+
+func (d *decoder) repository(b *hcl.Block, limitNames []string) *Repository {
 	rb, ranges, decodedOK := decodeBlock[repositoryBody](d, b.Body)
 	d.rejectPassword(rb.Password)
 	// A block that did not decode is left out rather than checked further:
@@ -377,6 +438,7 @@ func (d *decoder) repository(b *hcl.Block) *Repository {
 		UnlockNative:    deref(rb.UnlockNative),
 		SharedLocal:     rb.SharedLocal != nil && *rb.SharedLocal,
 		Env:             rb.Env,
+		Limits:          rb.Limits,
 		DeclRange:       b.DefRange,
 		Ranges:          ranges,
 	}
@@ -410,6 +472,7 @@ func (d *decoder) repository(b *hcl.Block) *Repository {
 			"unlock_native must be %s, not %q.%s", quoteList(unlocks), r.UnlockNative, didYouMean(r.UnlockNative, unlocks))
 	}
 	ok = d.env(r.Env, ranges, b, tool) && ok
+	ok = d.limits(r.Limits, ranges, b, limitNames) && ok
 	if !ok {
 		return nil
 	}
@@ -437,7 +500,7 @@ func (d *decoder) rejectPassword(pw *hcl.Attribute) {
 // whether the top-level lock block is valid, so that it may be laid under
 // the job's own. repoNames are the repositories declared anywhere in the
 // file, which the job may name.
-func (d *decoder) job(b *hcl.Block, cfg *Config, repoNames []string, topOK bool) *Job {
+func (d *decoder) job(b *hcl.Block, cfg *Config, repoNames, limitNames []string, topOK bool) *Job {
 	jb, ranges, decodedOK := decodeBlock[jobBody](d, b.Body)
 	if !decodedOK {
 		return nil
@@ -449,10 +512,11 @@ func (d *decoder) job(b *hcl.Block, cfg *Config, repoNames []string, topOK bool)
 		Mode:       deref(jb.Mode),
 		Dir:        deref(jb.Dir),
 		Env:        jb.Env,
+		Limits:     jb.Limits,
 		DeclRange:  b.DefRange,
 		Ranges:     ranges,
 	}
-	ok := true
+	ok := d.limits(j.Limits, ranges, b, limitNames)
 	if !slices.Contains(repoNames, j.Repository) {
 		ok = d.errorf(ranges, "repository", b, "Unknown repository",
 			"No repository block is named %q.%s", j.Repository, didYouMean(j.Repository, repoNames))

@@ -231,7 +231,7 @@ func registry(run Run, base prometheus.Labels, prev map[string]*dto.MetricFamily
 	}
 	gauge("repolock_last_exit_code", "Exit code of the last run.", withMode, float64(run.Exit))
 	gauge("repolock_last_duration_seconds", "Duration of the last run, lock wait included.", withMode, run.Ended.Sub(run.Started).Seconds())
-	gauge("repolock_last_lock_wait_seconds", "How long the last run waited for its lock.", withMode, run.LockWait.Seconds())
+	gauge("repolock_last_lock_wait_seconds", "How long the last run waited for its lock and its limits' slots.", withMode, run.LockWait.Seconds())
 	for _, o := range Outcomes {
 		add := 0.0
 		if o == run.Outcome {

@@ -86,6 +86,9 @@ func (e Exec) Plan() (run.Spec, error) {
 		return run.Spec{}, fmt.Errorf("%s: %s", d.Summary, d.Detail)
 	}
 	spec := cmd.spec(prefix, node, lk)
+	if err := cfg.withLimits(&spec, repo, nil); err != nil {
+		return run.Spec{}, err
+	}
 	spec.Env = Environment(os.Environ(), repo.Plugin, repo.Config.Env, nil, cmd.toolEnv)
 	return spec, nil
 }

@@ -175,10 +175,43 @@ func (c *Config) job(job *config.Job, repo Repo) (run.Spec, hcl.Diagnostics) {
 		return run.Spec{}, diags
 	}
 	spec := cmd.spec(c.Consul.Prefix, c.Consul.SessionNode, job.Lock)
+	if err := c.withLimits(&spec, repo, job.Limits); err != nil {
+		return run.Spec{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid limit key", Detail: err.Error(),
+			Subject: subject(job.Ranges, job.DeclRange, "limits")}}
+	}
 	spec.Job = job.Name
 	spec.Env = Environment(os.Environ(), repo.Plugin, repo.Config.Env, job.Env, cmd.toolEnv)
 	spec.Dir = job.Dir
 	return spec, diags
+}
+
+// withLimits adds to spec a slot of each limit that the job names (its
+// own, then its repository's), in the global order: shared holders of the
+// limit's key, capped at its slots. A per-host limit's key is its name and
+// this host's ("host.web-1").
+func (c *Config) withLimits(spec *run.Spec, repo Repo, own []string) error {
+	var names []string
+	for _, n := range append(slices.Clone(own), repo.Config.Limits...) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, n := range names {
+		l, ok := c.Limit(n)
+		if !ok {
+			return fmt.Errorf("no limit %q", n) // config.Load reported it
+		}
+		key := l.Name
+		if l.PerHost {
+			key += "." + Host()
+		}
+		if err := consullock.CheckKey(key); err != nil {
+			return fmt.Errorf("limit %q: key %q: %v", n, key, err)
+		}
+		spec.Targets = append(spec.Targets, run.Target{Repository: l.Name, Key: key, Mode: consullock.Shared, Slots: l.Slots, Limit: true})
+	}
+	run.SortTargets(spec.Targets)
+	return nil
 }
 
 const summaryMode = "Lock mode cannot be inferred"
@@ -302,9 +335,9 @@ func (c planned) spec(prefix, sessionNode string, lk config.Lock) run.Spec {
 	for _, f := range c.from {
 		spec.Targets = append(spec.Targets, target(f, consullock.Shared, false, program))
 	}
-	// One global order by key, so that two jobs that lock the same two
+	// One global order, so that two jobs that lock the same two
 	// repositories in opposite roles cannot deadlock.
-	slices.SortFunc(spec.Targets, func(a, b run.Target) int { return strings.Compare(a.Key, b.Key) })
+	run.SortTargets(spec.Targets)
 	return spec
 }
 

@@ -219,3 +219,74 @@ func TestRelativeLocationReachesToolAbsolute(t *testing.T) {
 		}
 	}
 }
+
+// Issue 17: a job holds its repository's lock and a slot of each limit it
+// names and its repository names, once each, in the one global order
+// (limits' keys, then repositories' keys): two copies in opposite
+// directions and limit holders cannot deadlock. A per-host limit's key is
+// its name and the host's.
+func TestLimitTargetsInGlobalOrder(t *testing.T) {
+	was := Host
+	Host = func() string { return "web-1" }
+	defer func() { Host = was }()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	src := `limit "z-nas" {
+  slots = 2
+}
+limit "a-host" {
+  slots    = 1
+  per_host = true
+}
+repository "a" {
+  tool     = "restic"
+  location = "/srv/restic/a"
+  limits   = ["z-nas"]
+}
+repository "b" {
+  tool     = "restic"
+  location = "/srv/restic/b"
+}
+job "a-to-b" {
+  repository = "b"
+  limits     = ["a-host", "z-nas"]
+  command    = ["restic", "copy", "--from-repo", "/srv/restic/a"]
+}
+job "b-to-a" {
+  repository = "a"
+  limits     = ["z-nas", "a-host"]
+  command    = ["restic", "copy", "--from-repo", "/srv/restic/b"]
+}
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := load(t, path)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var orders [][]string
+	for _, job := range []string{"a-to-b", "b-to-a"} {
+		spec, ok := cfg.JobSpec(job)
+		if !ok {
+			t.Fatalf("%s did not plan", job)
+		}
+		var order []string
+		for _, tg := range spec.Targets {
+			kind := "repo "
+			if tg.Limit {
+				kind = "limit "
+				if tg.Mode != consullock.Shared || tg.Slots == 0 {
+					t.Errorf("%s: limit target %+v, want a shared slot", job, tg)
+				}
+			}
+			order = append(order, kind+tg.Key)
+		}
+		orders = append(orders, order)
+		t.Logf("%s takes %s", job, strings.Join(order, ", "))
+	}
+	if len(orders[0]) != 4 || !slices.Equal(orders[0][:2], []string{"limit a-host.web-1", "limit z-nas"}) ||
+		!slices.Equal(orders[0], orders[1]) {
+		t.Errorf("the two copies take %v and %v: want both limits once, first, then both repositories, in one order", orders[0], orders[1])
+	}
+}

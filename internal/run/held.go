@@ -176,7 +176,7 @@ func releaseTimeout(spec Spec) time.Duration { return max(spec.Timing.RenewInter
 func (r *Runner) lockConfig(spec Spec, t Target, wait time.Duration) consullock.Config {
 	rtt := r.Summary.RenewRTT
 	return consullock.Config{
-		Client: r.Client, SessionClient: r.SessionClient, Datacenter: r.Datacenter, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode, Slots: t.Slots,
+		Client: r.Client, SessionClient: r.SessionClient, Datacenter: r.Datacenter, Prefix: spec.Prefix, Key: t.Key, Node: spec.SessionNode, Mode: t.Mode, Slots: t.Slots, Limit: t.Limit,
 		Lease: consullock.Lease(spec.Timing.Lease), Wait: wait, Holder: spec.Holder, Logger: r.Log,
 		OnRenew: func(d time.Duration) {
 			if rtt != nil {
@@ -185,7 +185,11 @@ func (r *Runner) lockConfig(spec Spec, t Target, wait time.Duration) consullock.
 		},
 		OnBusy: func(ahead []consullock.Record) {
 			h := ahead[0]
-			r.Log.Info("lock busy; waiting", "key", t.Key, "wait", spec.Wait, "holder",
+			what := "lock busy; waiting"
+			if t.Limit {
+				what = "limit busy (every slot taken); waiting"
+			}
+			r.Log.Info(what, "key", t.Key, "limit", t.Limit, "wait", spec.Wait, "holder",
 				h.Holder.String(), "holder_mode", h.Mode, "ahead", len(ahead))
 		},
 	}

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,9 +60,25 @@ type Target struct {
 	Repository string // repository name, or the key for `repolock exec -key`
 	Key        string
 	Mode       consullock.Mode
-	Slots      int // caps the key's shared holders (exec -slots); 0: no cap
+	Slots      int  // caps the key's shared holders (exec -slots, a limit's slots); 0: no cap
+	Limit      bool // Key names a limit's key (a slot of it), not a repository's
 	Primary    bool
 	Native     *Native // what may be done about the tool's own locks; nil: nothing
+}
+
+// SortTargets puts targets in the one global order every run takes its
+// locks in, so that no two runs can deadlock: limits' keys, then
+// repositories' (as their KV folders sort), each by key.
+func SortTargets(ts []Target) {
+	slices.SortFunc(ts, func(a, b Target) int {
+		if a.Limit != b.Limit {
+			if a.Limit {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
 }
 
 // Runner runs specs against one Consul client.
