@@ -75,7 +75,7 @@ type Config struct {
 	// Limit says that Key names a limit (a `limit` block), not a
 	// repository: its entries live under LimitPrefix, and its contenders'
 	// sessions are named apart from a repository's of the same name.
-	Limit bool
+	Limit  bool
 	Lease  Lease
 	Tuning Tuning
 	// Wait bounds how long Acquire waits for the grant; 0 tries once.
