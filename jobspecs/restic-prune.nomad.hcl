@@ -97,6 +97,18 @@ variable "unlock_native" {
   default = "all"
 }
 
+variable "lock_ttl" {
+  type        = string
+  default     = "30s"
+  description = "the Consul session TTL of the prune's lock: after a hard kill the lock frees within about twice this; ttl/3 + lock_kill_timeout + ttl/10 must stay below it"
+}
+
+variable "lock_kill_timeout" {
+  type        = string
+  default     = "15s"
+  description = "how long restic may take to stop after the kill signal, before SIGKILL"
+}
+
 job "restic-prune" {
   type        = "batch"
   datacenters = var.datacenters
@@ -202,7 +214,8 @@ job "restic-prune" {
           }
           lock {
             wait         = "12h"
-            kill_timeout = "15s"
+            ttl          = "${var.lock_ttl}"
+            kill_timeout = "${var.lock_kill_timeout}"
           }
           repository "repo" {
             tool          = "restic"

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,22 +49,25 @@ func TestExecMutualExclusion(t *testing.T) {
 
 // Acceptance 2: the holder's agent is frozen; a competitor on the server is
 // granted only after the holder's last heartbeat, and the holder exits 76.
+// Issue 17 acceptance 7: the same for a slot of a semaphore (-slots 1).
 func TestExecPartitionFencing(t *testing.T) {
 	srv := testcluster.StartServer(t)
 	cli := testcluster.StartClient(t, srv)
-	const trials = 3 // the fault matrix (internal/soak) repeats the partition on a cluster
+	const trials = 3 // each kind; the fault matrix (internal/soak) repeats the partition on a cluster
 	var minGap time.Duration = 1 << 62
-	for i := 0; i < trials; i++ {
+	for i := 0; i < 2*trials; i++ {
 		dir := t.TempDir()
 		hold, comp := filepath.Join(dir, "holder"), filepath.Join(dir, "competitor")
 		key := fmt.Sprintf("partition-%d", i)
+		kind := append([]string{"exec", "-key", key}, fastFlags...)
+		if i%2 == 1 {
+			kind = append(kind, "-slots", "1")
+		}
 		waitAgentUsable(t, cli)
-		holder := start(t, cli.Env(""), append(append([]string{"exec", "-key", key}, fastFlags...),
-			"--", "sh", "-c", heartbeatScript(hold, 0))...)
+		holder := start(t, cli.Env(""), append(slices.Clone(kind), "--", "sh", "-c", heartbeatScript(hold, 0))...)
 		waitFile(t, hold, 10*time.Second)
 		cli.Freeze(t)
-		competitor := start(t, srv.Env(""), append(append([]string{"exec", "-key", key, "-wait", "30s"}, fastFlags...),
-			"--", "sh", "-c", heartbeatScript(comp, 5))...)
+		competitor := start(t, srv.Env(""), append(slices.Clone(kind), "-wait", "30s", "--", "sh", "-c", heartbeatScript(comp, 5))...)
 		code := holder.wait(t, 20*time.Second)
 		if c := competitor.wait(t, 30*time.Second); c != 0 {
 			cli.Thaw(t)
@@ -79,9 +83,9 @@ func TestExecPartitionFencing(t *testing.T) {
 			t.Fatalf("trial %d: OVERLAP: competitor's first heartbeat is %s before the holder's last", i, -gap)
 		}
 		minGap = min(minGap, gap)
-		t.Logf("trial %d: competitor started %s after the holder's last heartbeat", i, gap)
+		t.Logf("trial %d (%s): competitor started %s after the holder's last heartbeat", i, []string{"lock", "slot"}[i%2], gap)
 	}
-	t.Logf("%d trials, 0 overlaps, smallest gap %s", trials, minGap)
+	t.Logf("%d trials of a lock and %d of a slot, 0 overlaps, smallest gap %s", trials, trials, minGap)
 }
 
 // waitAgentUsable waits until a (thawed) agent serves sessions again.

@@ -465,7 +465,8 @@ job "short-kill" {
 		// prune slow enough to be caught holding its restic lock.
 		restic(t, s.repo, s.pwfile, nil, "backup", s.data)
 		restic(t, s.repo, s.pwfile, nil, "backup", s.data)
-		s.run(t, jobFile("restic-prune"), "-var", `keep=["--keep-last","1","--limit-download","1"]`)
+		// A short ttl: the killed prune's session then expires in seconds.
+		s.run(t, jobFile("restic-prune"), "-var", `keep=["--keep-last","1","--limit-download","1"]`, "-var", "lock_ttl=6s", "-var", "lock_kill_timeout=2s")
 		s.run(t, jobFile("restic-backup"), "-var", `paths=["`+s.data+`"]`)
 		s.nomad.MustCLI(t, "job", "periodic", "force", "-detach", "restic-prune")
 		alloc := s.nomad.WaitRunning(t, "restic-prune", time.Minute)
