@@ -43,6 +43,8 @@ type Record struct {
 	ID   int
 	Key  string
 	Mode string // as asked on the command line
+	// Slots is the cap asked with -slots (a semaphore key), 0 for none.
+	Slots int
 
 	Exit   int  // repolock's exit code; meaningless when Killed
 	Killed bool // the soak SIGKILLed repolock itself
@@ -155,6 +157,8 @@ type Violation struct {
 //     exclusive, has a fencing token that is not smaller (grants follow
 //     the tokens; two shared holders may start their commands in either
 //     order);
+//   - over-admission: more runs of a semaphore key hold it at once than
+//     the smallest -slots among them allows;
 //   - dishonest exit: exit 0 from a run whose command did not run to its end;
 //   - exit code: an exit code that is not one of Honest.
 func Check(recs []Record) []Violation {
@@ -184,10 +188,14 @@ func Check(recs []Record) []Violation {
 	return out
 }
 
-// checkKey compares every pair of granted runs on one key.
+// checkKey compares every pair of granted runs on one key, and counts the
+// holders of a semaphore key.
 func checkKey(rs []Record) []Violation {
 	sort.Slice(rs, func(i, j int) bool { return rs[i].First.Before(rs[j].First) })
 	var out []Violation
+	if v, ok := overAdmitted(rs); ok {
+		out = append(out, v)
+	}
 	for i, a := range rs {
 		for _, b := range rs[i+1:] {
 			// b began at or after a did.
@@ -207,6 +215,33 @@ func checkKey(rs []Record) []Violation {
 		}
 	}
 	return out
+}
+
+// overAdmitted finds the first moment when more runs of one key held it
+// than the smallest -slots among the key's runs (rs sorted by First).
+func overAdmitted(rs []Record) (Violation, bool) {
+	least := 0
+	for _, r := range rs {
+		if r.Slots > 0 && (least == 0 || r.Slots < least) {
+			least = r.Slots
+		}
+	}
+	if least == 0 {
+		return Violation{}, false
+	}
+	for i, r := range rs {
+		n := 1 // r and the runs that began before it and were still running
+		for _, o := range rs[:i] {
+			if !r.First.After(o.Last) {
+				n++
+			}
+		}
+		if n > least {
+			return Violation{"over-admission", fmt.Sprintf("key %s: %d runs held it at %s, run %d the last to begin; the smallest -slots is %d",
+				r.Key, n, r.First.Format(stamp), r.ID, least)}, true
+		}
+	}
+	return Violation{}, false
 }
 
 const stamp = "15:04:05.000000"

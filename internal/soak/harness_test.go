@@ -62,6 +62,7 @@ type run struct {
 type spec struct {
 	agent      *testcluster.Agent
 	key, mode  string
+	slots      int           // -slots, for a semaphore key; 0: none
 	length     time.Duration // how long the command runs
 	ignoreTerm bool
 	flags      []string // timing, -wait
@@ -73,13 +74,16 @@ func (h *harness) start(s spec) *run {
 	h.next++
 	id := h.next
 	h.mu.Unlock()
-	r := &run{rec: Record{ID: id, Key: s.key, Mode: s.mode}, out: &testcluster.SyncBuffer{}, done: make(chan struct{}),
+	r := &run{rec: Record{ID: id, Key: s.key, Mode: s.mode, Slots: s.slots}, out: &testcluster.SyncBuffer{}, done: make(chan struct{}),
 		file: filepath.Join(h.dir, fmt.Sprintf("run-%05d.hb", id))}
 	ignore := "0"
 	if s.ignoreTerm {
 		ignore = "1"
 	}
 	args := append([]string{"exec", "-key", s.key, "-mode", s.mode}, s.flags...)
+	if s.slots > 0 {
+		args = append(args, "-slots", strconv.Itoa(s.slots))
+	}
 	args = append(args, "--", "bash", "-c", Script, "soak", r.file, strconv.FormatInt(s.length.Milliseconds(), 10), ignore)
 	r.cmd = exec.Command(binary, args...)
 	r.cmd.Env = append(testcluster.CleanEnv(), s.agent.Env(h.token)...)

@@ -26,7 +26,11 @@ const (
 	leaderKill = time.Minute
 )
 
-var soakKeys = []string{"alpha", "beta", "gamma"}
+var soakKeys = []string{"alpha", "beta", "gamma", "delta"}
+
+// soakSlots are the semaphore keys among soakKeys (issue 17): their shared
+// contenders ask for this many slots, and Check counts their holders.
+var soakSlots = map[string]int{"delta": 2}
 
 // soaker is the state shared by the contenders and the fault injectors.
 type soaker struct {
@@ -136,6 +140,10 @@ func (s *soaker) contend() {
 		}
 		if s.chance(0.6) {
 			sp.mode = "exclusive"
+		}
+		if n := soakSlots[sp.key]; n > 0 && (sp.mode == "shared" || s.chance(0.7)) {
+			// Mostly slot holders; now and then an exclusive one among them.
+			sp.mode, sp.slots = "shared", n
 		}
 		if s.chance(0.3) {
 			sp.ignoreTerm = true
@@ -356,7 +364,7 @@ func (s *soaker) table(ran time.Duration, vs []Violation, procs, sessions, entri
 	row := func(k string, v any) { fmt.Fprintf(&b, "| %s | %v |\n", k, v) }
 	b.WriteString("| soak | |\n|---|---|\n")
 	row("duration", ran.Round(time.Second))
-	row("contenders (60% exclusive, 40% shared)", fmt.Sprintf("%d on %d keys, 3 servers, 2 client agents", contenders, len(soakKeys)))
+	row("contenders (60% exclusive, 40% shared; on key delta, about 82% slot holders of -slots 2)", fmt.Sprintf("%d on %d keys, 3 servers, 2 client agents", contenders, len(soakKeys)))
 	row("runs", len(recs))
 	row("grants (command started)", granted)
 	for _, code := range []int{0, 76, 75, 69, 70} {
@@ -367,7 +375,7 @@ func (s *soaker) table(ran time.Duration, vs []Violation, procs, sessions, entri
 		row("fault: "+f, s.faults[f])
 	}
 	row("commands ignoring SIGTERM", s.ignored)
-	for _, k := range []string{"overlap", "token", "dishonest exit", "exit code", "porcupine"} {
+	for _, k := range []string{"overlap", "over-admission", "token", "dishonest exit", "exit code", "porcupine"} {
 		row("violations: "+k, kinds[k])
 	}
 	row("leaked processes", procs)
