@@ -58,7 +58,9 @@ func CheckKey(k string) error {
 	case k == "." || k == "..":
 		return fmt.Errorf("lock key %q is a path step, not a name%s", k, suggest("repository"))
 	case len(k) > MaxKeyLen:
-		return fmt.Errorf("lock key is %d bytes long, more than %d%s", len(k), MaxKeyLen, suggest(Sanitize(k)[:MaxKeyLen]))
+		// Sanitized, a key may be shorter than MaxKeyLen (200 × "/" is "-").
+		short := Sanitize(k)
+		return fmt.Errorf("lock key is %d bytes long, more than %d%s", len(k), MaxKeyLen, suggest(short[:min(len(short), MaxKeyLen)]))
 	}
 	for i := 0; i < len(k); i++ {
 		if !keyByte(k[i]) {

@@ -60,3 +60,14 @@ func TestEligible(t *testing.T) {
 		}
 	}
 }
+
+// Issue 24 row 9: a key over MaxKeyLen bytes that sanitizes shorter (200
+// slashes, 160 × "ключ") is refused with an error, not a panic.
+func TestCheckKeyLongSanitizesShorter(t *testing.T) {
+	for _, k := range []string{strings.Repeat("/", 200), strings.Repeat("ключ", 160), strings.Repeat("a", 300)} {
+		err := CheckKey(k)
+		if err == nil || !strings.Contains(err.Error(), "bytes long") {
+			t.Errorf("CheckKey(%d bytes) = %v, want too long", len(k), err)
+		}
+	}
+}

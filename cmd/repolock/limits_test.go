@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/repolock/repolock/consullock"
 	"github.com/repolock/repolock/internal/testcluster"
 )
 
@@ -137,6 +138,43 @@ job "nightly" {
 		}
 	})
 
+	t.Run("losing a slot stops the job", func(t *testing.T) {
+		// One lease: the repository's lock and the limit's slot. A destroyed
+		// slot session (as a break would) stops the command: 76.
+		beats := filepath.Join(dir, "hb-lease")
+		cfg := writeConfig(t, fmt.Sprintf(`lock {
+  ttl = "4s"
+  kill_timeout = "1s"
+}
+limit "lease" {
+  slots = 1
+}
+repository "r" {
+  tool     = "exec"
+  location = %q
+  limits   = ["lease"]
+}
+job "long" {
+  repository = "r"
+  mode       = "exclusive"
+  command    = ["sh", %q]
+  env        = { HB = %q, BEATS = "1000" }
+}
+`, filepath.Join(dir, "lease"), script, beats))
+		p := start(t, env, "run", "-config", cfg, "long")
+		waitFile(t, beats, 10*time.Second)
+		c := srv.Client(t)
+		pairs, _, err := c.KV().List(consullock.LimitPrefix("", "lease")+"lock/", nil)
+		must(t, err)
+		if len(pairs) != 1 || pairs[0].Session == "" {
+			t.Fatalf("limit lease has entries %v, want the job's slot", pairs)
+		}
+		_, err = c.Session().Destroy(pairs[0].Session, nil)
+		must(t, err)
+		if code := p.wait(t, 10*time.Second); code != 76 || !strings.Contains(p.stderr.String(), "lock lost") {
+			t.Errorf("the job whose slot was destroyed exited %d, want 76 naming the loss:\n%s", code, p.stderr)
+		}
+	})
 	t.Run("per host", func(t *testing.T) {
 		// One slot per host: two jobs of different repositories on one host
 		// never overlap; on two hosts (a UTS namespace) they run at once.

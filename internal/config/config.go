@@ -14,13 +14,13 @@ package config
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/repolock/repolock/internal/hooks"
 )
@@ -170,11 +170,44 @@ type Files struct {
 	files map[string]*hcl.File
 }
 
+// MaxNesting bounds how deeply brackets, braces, parentheses and template
+// interpolations nest in a configuration: HCL's parser is recursive, and a
+// config nested 100,000 deep would overflow its stack.
+const MaxNesting = 100
+
+// tooDeep scans src with HCL's lexer, which does not recurse, and reports
+// the first token that opens a level beyond MaxNesting.
+func tooDeep(src []byte, filename string) *hcl.Diagnostic {
+	depth := 0
+	toks, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos) // the parser reports what does not lex
+	for _, tok := range toks {
+		switch tok.Type {
+		case hclsyntax.TokenOBrace, hclsyntax.TokenOBrack, hclsyntax.TokenOParen,
+			hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl, hclsyntax.TokenOQuote, hclsyntax.TokenOHeredoc:
+			depth++
+			if depth > MaxNesting {
+				return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Nested too deeply",
+					Detail:  fmt.Sprintf("The configuration nests brackets, braces, parentheses, strings or interpolations more than %d deep.", MaxNesting),
+					Subject: tok.Range.Ptr()}
+			}
+		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen,
+			hclsyntax.TokenTemplateSeqEnd, hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc:
+			depth--
+		}
+	}
+	return nil
+}
+
+// MaxConfigSize bounds a configuration file: a config is a regular file
+// of at most this many bytes (a path to /dev/zero or a FIFO is refused at
+// once, never read).
+const MaxConfigSize = 8 << 20
+
 // Load reads, parses, decodes, defaults and validates the configuration file
 // at path. The Config is nil whenever diags.HasErrors(); Files is never nil
 // and is meant for WriteDiagnostics.
 func Load(path string) (*Config, *Files, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
+	src, err := readRegularFile(path, MaxConfigSize)
 	if err != nil {
 		return nil, &Files{}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -188,6 +221,9 @@ func Load(path string) (*Config, *Files, hcl.Diagnostics) {
 // LoadSource is Load for configuration already in memory; filename names it
 // in diagnostics and is the base for relative paths given to file().
 func LoadSource(src []byte, filename string) (*Config, *Files, hcl.Diagnostics) {
+	if d := tooDeep(src, filename); d != nil {
+		return nil, &Files{}, hcl.Diagnostics{d}
+	}
 	parser := hclparse.NewParser()
 	file, diags := parser.ParseHCL(src, filename)
 	files := &Files{files: parser.Files()}

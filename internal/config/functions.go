@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"path/filepath"
 	"unicode/utf8"
 
@@ -95,33 +96,35 @@ func fileFunc(baseDir string) function.Function {
 	})
 }
 
-// readSmallFile reads a regular file of at most maxFileSize bytes. Only
-// regular files are read so that a path to a FIFO or a device cannot block or
-// flood the configuration loader.
-func readSmallFile(path string) ([]byte, error) {
-	// Stat before opening: opening a FIFO for reading blocks until a writer
-	// appears.
-	info, err := os.Stat(path)
+// readSmallFile reads a regular file of at most maxFileSize bytes (file()).
+func readSmallFile(path string) ([]byte, error) { return readRegularFile(path, maxFileSize) }
+
+// readRegularFile reads a regular file of at most limit bytes. Only regular
+// files are read, so that a path to a FIFO or a device (/dev/zero) cannot
+// block or flood the configuration loader: the file is opened without
+// blocking (a FIFO's open would wait for a writer) and checked as opened.
+func readRegularFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no such file (looked at %s)", path)
 		}
 		return nil, err
 	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
 	if !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	f, err := os.Open(path)
+	content, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	content, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(content) > maxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	if int64(len(content)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
 	return content, nil
 }

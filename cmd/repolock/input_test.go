@@ -1,0 +1,52 @@
+package main_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/repolock/repolock/internal/testcluster"
+)
+
+// Issue 24, rows 6–9: config input that crashed or hung repolock is
+// refused at once with a clear message and its documented exit code.
+func TestHostileInput(t *testing.T) {
+	srv := testcluster.StartServer(t)
+	env := srv.Env("")
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "config.fifo")
+	must(t, syscall.Mkfifo(fifo, 0o600))
+	deep := filepath.Join(dir, "deep.hcl")
+	must(t, os.WriteFile(deep, []byte("x = "+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+"\n"), 0o644))
+	slashes, cyrillic := strings.Repeat("/", 200), strings.Repeat("ключ", 160)
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"-config /dev/zero", nil, []string{"validate", "-config", "/dev/zero"}, 78, "not a regular file"},
+		{"-config a FIFO", nil, []string{"validate", "-config", fifo}, 78, "not a regular file"},
+		{"REPOLOCK_CONFIG a FIFO", []string{"REPOLOCK_CONFIG=" + fifo}, []string{"run", "j"}, 78, "not a regular file"},
+		{"nested 100,000 deep", nil, []string{"validate", "-config", deep}, 78, "Nested too deeply"},
+		{"exec -key of 200 slashes", nil, []string{"exec", "-key", slashes, "--", "true"}, 64, "bytes long"},
+		{"status of 160 × ключ", nil, []string{"status", cyrillic}, 64, "bytes long"},
+		{"break of 200 slashes", nil, []string{"break", slashes}, 64, "bytes long"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			began := time.Now()
+			code, out := runRepolock(t, append(append([]string{}, env...), c.env...), c.args...)
+			took := time.Since(began)
+			if code != c.code || !strings.Contains(out, c.want) || strings.Contains(out, "panic") || strings.Contains(out, "fatal error") {
+				t.Errorf("exit %d after %s, want %d naming %q:\n%.2000s", code, took, c.code, c.want, out)
+			}
+			if took > time.Second {
+				t.Errorf("took %s, want it refused within a second", took)
+			}
+		})
+	}
+}
