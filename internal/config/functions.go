@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"path/filepath"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/zclconf/go-cty/cty"
