@@ -226,8 +226,8 @@ func (e *RefusedError) Error() string {
 
 func (e *RefusedError) Unwrap() error { return e.Err }
 
-// Consul's words for the two session creates that fail as a 500, like a
-// lost leader, but never heal: only their text tells them apart. These and
+// Consul's words for the session creates that fail as a 500, like a lost
+// leader, but never heal: only their text tells them apart. These and
 // renewStatus are the only answers read by their text.
 const (
 	// A client agent asked for a session in another datacenter
@@ -236,6 +236,8 @@ const (
 	// The session's node is not in the catalog of the session's
 	// datacenter (structs.ErrMissingNode).
 	missingNode = "Missing node registration"
+	// The TTL is outside [session_ttl_min, 24h] (agent/session_endpoint.go).
+	invalidTTL = "Invalid Session TTL"
 )
 
 // refusedSession turns a session create that Consul failed with one of
@@ -255,6 +257,9 @@ func refusedSession(node, dc string, err error) error {
 		return &RefusedError{Op: "create session", Err: err,
 			Hint: fmt.Sprintf("Consul creates a session in another datacenter (%s) only through a server agent (consul#6828): "+
 				"set consul.session_address (exec: -session-address) to a server agent's HTTP address, or point the address at one", where)}
+	case strings.Contains(se.Body, invalidTTL):
+		return &RefusedError{Op: "create session", Err: err,
+			Hint: "the agent refuses this session TTL: Consul accepts from its session_ttl_min (10s by default) to 24h; raise ttl (exec: -ttl), or lower the servers' session_ttl_min"}
 	case strings.Contains(se.Body, missingNode):
 		return &RefusedError{Op: "create session", Err: err,
 			Hint: fmt.Sprintf("the session node %q is missing from the catalog of the datacenter the session was asked of, though it was registered in %s; check consul.datacenter and that nothing deregisters the node", node, where)}

@@ -40,6 +40,9 @@ func lockTarget(name, cfgFlag, prefixFlag string, stderr io.Writer) (key, prefix
 		prefix, consul = cfg.Consul.Prefix, cfg.Consul
 	}
 	if prefixFlag != "" {
+		if err := config.CheckPrefix(prefixFlag); err != nil {
+			return "", "", nil, nil, usagef("-prefix: %v", err)
+		}
 		prefix = prefixFlag
 	}
 	if key != "" {

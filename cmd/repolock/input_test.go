@@ -22,6 +22,9 @@ func TestHostileInput(t *testing.T) {
 	deep := filepath.Join(dir, "deep.hcl")
 	must(t, os.WriteFile(deep, []byte("x = "+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+"\n"), 0o644))
 	slashes, cyrillic := strings.Repeat("/", 200), strings.Repeat("ключ", 160)
+	// Row 11: an agent with Consul's default session_ttl_min (10s) refuses
+	// -ttl 5s for good: not retried as "unreachable" for the whole wait.
+	strict := testcluster.StartServer(t, testcluster.WithSessionTTLMin("10s"))
 	for _, c := range []struct {
 		name string
 		env  []string
@@ -29,6 +32,7 @@ func TestHostileInput(t *testing.T) {
 		code int
 		want string
 	}{
+		{"-ttl 5s below session_ttl_min", strict.Env(""), []string{"exec", "-key", "k", "-ttl", "5s", "-kill-timeout", "1s", "-wait", "1m", "--", "true"}, 69, "session_ttl_min"},
 		{"-config /dev/zero", nil, []string{"validate", "-config", "/dev/zero"}, 78, "not a regular file"},
 		{"-config a FIFO", nil, []string{"validate", "-config", fifo}, 78, "not a regular file"},
 		{"REPOLOCK_CONFIG a FIFO", []string{"REPOLOCK_CONFIG=" + fifo}, []string{"run", "j"}, 78, "not a regular file"},
@@ -36,6 +40,13 @@ func TestHostileInput(t *testing.T) {
 		{"exec -key of 200 slashes", nil, []string{"exec", "-key", slashes, "--", "true"}, 64, "bytes long"},
 		{"status of 160 × ключ", nil, []string{"status", cyrillic}, 64, "bytes long"},
 		{"break of 200 slashes", nil, []string{"break", slashes}, 64, "bytes long"},
+		// Rows 12 and 13: flags are validated as the config is.
+		{"-renew-interval 1ns", nil, []string{"exec", "-key", "k", "-renew-interval", "1ns", "--", "true"}, 64, "renew_interval (1ns) must be at least"},
+		{"-margin 1ns", nil, []string{"exec", "-key", "k", "-margin", "1ns", "--", "true"}, 64, "margin (1ns) must be at least"},
+		{"exec -prefix /", nil, []string{"exec", "-key", "k", "-prefix", "/", "--", "true"}, 64, "not a valid KV prefix"},
+		{"exec -prefix ..", nil, []string{"exec", "-key", "k", "-prefix", "..", "--", "true"}, 64, "not a valid KV prefix"},
+		{"status -prefix ..", nil, []string{"status", "-prefix", ".."}, 64, "not a valid KV prefix"},
+		{"exec -session-node ../x", nil, []string{"exec", "-key", "k", "-session-node", "../x", "--", "true"}, 64, "not a valid node name"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			began := time.Now()

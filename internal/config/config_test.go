@@ -75,16 +75,16 @@ func TestLockValidate(t *testing.T) {
 			l.TTL, l.RenewInterval, l.KillTimeout, l.Margin = 24*time.Hour, 1<<62, 1<<62, 1<<62
 		}), "must be less than ttl"},
 		{"zero kill timeout", with(func(l *Lock) {
-			l.TTL, l.RenewInterval, l.KillTimeout, l.Margin = time.Second, 500*time.Millisecond, 0, time.Millisecond
+			l.TTL, l.RenewInterval, l.KillTimeout, l.Margin = time.Second, 500*time.Millisecond, 0, 10*time.Millisecond
 		}), ""},
 		{"ttl below 1s", with(func(l *Lock) { l.TTL = 999 * time.Millisecond }), "ttl (999ms) must be between 1s and 24h0m0s"},
 		{"ttl above 24h", with(func(l *Lock) { l.TTL = 25 * time.Hour }), "must be between 1s and 24h0m0s"},
 		{"negative wait", with(func(l *Lock) { l.Wait = -time.Second }), "wait (-1s) must not be negative"},
 		{"zero wait", with(func(l *Lock) { l.Wait = 0 }), ""},
 		{"negative kill timeout", with(func(l *Lock) { l.KillTimeout = -time.Second }), "kill_timeout (-1s) must not be negative"},
-		{"zero renew interval", with(func(l *Lock) { l.RenewInterval = 0 }), "renew_interval (0s) must be positive"},
-		{"negative margin", with(func(l *Lock) { l.Margin = -time.Second }), "margin (-1s) must be positive"},
-		{"zero margin", with(func(l *Lock) { l.Margin = 0 }), "margin (0s) must be positive"},
+		{"zero renew interval", with(func(l *Lock) { l.RenewInterval = 0 }), "renew_interval (0s) must be at least 100ms"},
+		{"negative margin", with(func(l *Lock) { l.Margin = -time.Second }), "margin (-1s) must be at least 10ms"},
+		{"zero margin", with(func(l *Lock) { l.Margin = 0 }), "margin (0s) must be at least 10ms"},
 		{"bad on_busy", with(func(l *Lock) { l.OnBusy = "wait" }), `on_busy "wait" must be "fail" or "skip"`},
 		{"zero signal", with(func(l *Lock) { l.KillSignal = 0 }), "kill_signal 0 is not one of"},
 		{"stop signal", with(func(l *Lock) { l.KillSignal = syscall.SIGSTOP }), "is not one of"},

@@ -357,19 +357,35 @@ func (d *decoder) consul(b *hcl.Block, c *Consul) {
 			"%q is not a valid Consul datacenter name: use letters, digits, '.', '_' and '-'.", c.Datacenter)
 	}
 	if n := deref(cb.SessionNode); n != "" {
-		if !validName(n) {
-			d.errorf(ranges, "session_node", b, "Invalid session node name",
-				"%q is not a valid node name: use letters, digits, '.', '_' and '-'.", n)
+		if err := CheckSessionNode(n); err != nil {
+			d.errorf(ranges, "session_node", b, "Invalid session node name", "%s.", err)
 		}
 		c.SessionNode = n
 	}
 	if p := deref(cb.Prefix); p != "" {
-		if !validPrefix(p) {
-			d.errorf(ranges, "prefix", b, "Invalid Consul KV prefix",
-				"%q is not a valid KV prefix: use one or more '/'-separated segments of letters, digits, '.', '_' and '-', without leading or trailing '/'.", p)
+		if err := CheckPrefix(p); err != nil {
+			d.errorf(ranges, "prefix", b, "Invalid Consul KV prefix", "%s.", err)
 		}
 		c.Prefix = p
 	}
+}
+
+// CheckPrefix validates a Consul KV prefix: the config's consul.prefix and
+// the -prefix flags alike.
+func CheckPrefix(p string) error {
+	if !validPrefix(p) {
+		return fmt.Errorf("%q is not a valid KV prefix: use one or more '/'-separated segments of letters, digits, '.', '_' and '-', without leading or trailing '/'", p)
+	}
+	return nil
+}
+
+// CheckSessionNode validates the session node's name: the config's
+// consul.session_node and -session-node alike.
+func CheckSessionNode(n string) error {
+	if !validName(n) {
+		return fmt.Errorf("%q is not a valid node name: use letters, digits, '.', '_' and '-'", n)
+	}
+	return nil
 }
 
 func validPrefix(p string) bool {

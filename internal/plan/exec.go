@@ -48,6 +48,16 @@ func (e Exec) Plan() (run.Spec, error) {
 			return run.Spec{}, fmt.Errorf("-mode: %w", err)
 		}
 	}
+	if e.Prefix != "" {
+		if err := config.CheckPrefix(e.Prefix); err != nil {
+			return run.Spec{}, fmt.Errorf("-prefix: %w", err)
+		}
+	}
+	if e.SessionNode != "" {
+		if err := config.CheckSessionNode(e.SessionNode); err != nil {
+			return run.Spec{}, fmt.Errorf("-session-node: %w", err)
+		}
+	}
 	if e.Slots != 0 {
 		if e.Key == "" {
 			return run.Spec{}, errors.New("-slots caps the shared holders of a plain key: give -key")

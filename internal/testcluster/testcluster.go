@@ -6,6 +6,7 @@
 package testcluster
 
 import (
+	"cmp"
 	"bytes"
 	"errors"
 	"fmt"
@@ -64,9 +65,10 @@ func (s *SyncBuffer) String() string {
 type Option func(*options)
 
 type options struct {
-	acl      bool
-	maxConns int
-	pki      *PKI
+	acl           bool
+	maxConns      int
+	pki           *PKI
+	sessionTTLMin string // "" for the harness's 1s
 }
 
 // httpPort is the ports entry of the HTTP API: https only WithTLS.
@@ -121,6 +123,10 @@ func WithTLS(p *PKI) Option { return func(o *options) { o.pki = p } }
 // client IP (limits.http_max_conns_per_client, 200 by default), for tests
 // that run hundreds of contenders from one address.
 func WithMaxConnsPerClient(n int) Option { return func(o *options) { o.maxConns = n } }
+
+// WithSessionTTLMin sets the server's session_ttl_min (the harness's is
+// 1s; Consul's default is 10s).
+func WithSessionTTLMin(d string) Option { return func(o *options) { o.sessionTTLMin = d } }
 
 // WithACL enables ACLs with default deny and ManagementToken as the
 // initial management token.
@@ -274,9 +280,9 @@ func StartServer(t testing.TB, opts ...Option) *Agent {
 		http, serf, server := p[0], p[1], p[2]
 		hcl := fmt.Sprintf(`
 ports { %s, serf_lan = %d, serf_wan = -1, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
-session_ttl_min = "1s"
+session_ttl_min = %q
 log_level = "warn"
-`, o.httpPort(http), serf, server) + o.security(true)
+`, o.httpPort(http), serf, server, cmp.Or(o.sessionTTLMin, "1s")) + o.security(true)
 		a := start(t, "server", host, serf, http, "-dev", "-hcl", hcl)
 		o.apply(a)
 		return a

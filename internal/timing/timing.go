@@ -138,10 +138,18 @@ func CheckTTL(ttl time.Duration) error {
 	return nil
 }
 
-// CheckRenewInterval checks that renewals happen at all.
+// MinRenewInterval is the least renew interval: it also bounds each
+// request to Consul, which a shorter one would time out before any answer.
+const MinRenewInterval = 100 * time.Millisecond
+
+// MinMargin is the least margin: below it, scheduling delay alone eats it.
+const MinMargin = 10 * time.Millisecond
+
+// CheckRenewInterval checks that renewals happen, and that each request
+// they bound has time to be answered.
 func CheckRenewInterval(d time.Duration) error {
-	if d <= 0 {
-		return fmt.Errorf("renew_interval (%s) must be positive", d)
+	if d < MinRenewInterval {
+		return fmt.Errorf("renew_interval (%s) must be at least %s: it also bounds every request to Consul", d, MinRenewInterval)
 	}
 	return nil
 }
@@ -157,8 +165,8 @@ func CheckKillTimeout(d time.Duration) error {
 // CheckMargin checks the margin: the model needs some slack for scheduling
 // delay and clock-rate differences.
 func CheckMargin(d time.Duration) error {
-	if d <= 0 {
-		return fmt.Errorf("margin (%s) must be positive: the timing model needs slack for scheduling delay and clock-rate differences", d)
+	if d < MinMargin {
+		return fmt.Errorf("margin (%s) must be at least %s: the timing model needs slack for scheduling delay and clock-rate differences", d, MinMargin)
 	}
 	return nil
 }

@@ -25,8 +25,8 @@ func TestModelValidate(t *testing.T) {
 		{"zero ttl", Model{}, "ttl (0s) must be between"},
 		{"ttl above a day", withTTL(25*time.Hour, s), "must be between"},
 		{"negative kill timeout", withTTL(30*s, -s), "must not be negative"},
-		{"zero margin", model(30*s, 10*s, s, 0), "margin (0s) must be positive"},
-		{"zero renew", model(30*s, 0, s, 3*s), "renew_interval (0s) must be positive"},
+		{"zero margin", model(30*s, 10*s, s, 0), "margin (0s) must be at least 10ms"},
+		{"zero renew", model(30*s, 0, s, 3*s), "renew_interval (0s) must be at least 100ms"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-# want: renew_interval (0s) must be positive
+# want: renew_interval (0s) must be at least 100ms
 lock {
   renew_interval = "0s" # <-- error
 }
