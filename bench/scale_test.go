@@ -324,7 +324,7 @@ func queue(b *testing.B, cl *testcluster.Cluster, n, garbage, slots int) queueRe
 	p := testcluster.StartProxy(b, cl.Clients[0])
 	c := p.Client(b, false)
 	key := fmt.Sprintf("queue-%d-%d-%d", n, garbage, slots)
-	garbageEntries(b, cl.Servers[0].Client(b), key, garbage)
+	testcluster.GarbageEntries(b, cl.Servers[0].Client(b), key, garbage)
 	cfg := func(mode consullock.Mode) consullock.Config {
 		return consullock.Config{Client: c, Key: key, Mode: mode, Lease: scaleLease, Wait: 5 * time.Minute, Holder: consullock.LocalHolder("bench", "")}
 	}
@@ -385,46 +385,6 @@ func queue(b *testing.B, cl *testcluster.Cluster, n, garbage, slots int) queueRe
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	r.p50, r.p99 = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
 	return r
-}
-
-// garbageEntries writes n entries under key that are not a contender's,
-// each kind in turn: named other than their session, held by a session not
-// named for the key, left with no session.
-func garbageEntries(b *testing.B, c *api.Client, key string, n int) {
-	if n == 0 {
-		return
-	}
-	sid, _, err := c.Session().CreateNoChecks(&api.SessionEntry{Name: "not a contender", TTL: "600s"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _, _ = c.Session().Destroy(sid, nil) })
-	folder := consullock.RepoPrefix("", key) + "lock/"
-	for i := range n {
-		pair := &api.KVPair{Value: []byte(`{"mode":"exclusive","state":"holding"}`), Session: sid}
-		switch i % 3 {
-		case 0:
-			pair.Key = folder + fmt.Sprintf("garbage-%d", i)
-		case 1: // named for its session, which is another key's contender
-			other, _, err := c.Session().CreateNoChecks(&api.SessionEntry{Name: "repolock exclusive another-key", TTL: "600s"}, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _, _ = c.Session().Destroy(other, nil) })
-			pair.Key, pair.Session = folder+other, other
-		case 2:
-			pair.Key, pair.Session = folder+fmt.Sprintf("0f663746-c183-4ffc-c901-%012d", i), ""
-		}
-		var err error
-		if pair.Session != "" {
-			_, _, err = c.KV().Acquire(pair, nil)
-		} else {
-			_, err = c.KV().Put(pair, nil)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // waitQueued waits until key has n queue entries.

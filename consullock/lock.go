@@ -432,6 +432,9 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 				return err
 			}
 			listed = true
+			if err := l.readEpoch(wctx, ctx, deadline); err != nil {
+				return err
+			}
 		}
 		ahead := queueAhead(l.cfg.ident(), l.known, l.mine, live, l.warnOnce)
 		slots, _ := slotsInForce(l.cfg.ident(), l.known, l.cfg.Slots)
@@ -547,14 +550,19 @@ func EpochKey(prefix string) string {
 	return path.Join(prefix, "epoch")
 }
 
-// checkEpoch reads the epoch key before the first grant. Missing, the
-// store is new or lost its state (wiped, restored, `kv delete -recurse`):
-// holders it forgot may still run until they fail a renewal. It waits the
-// timing model's EpochWait, then writes the key (if nobody did meanwhile),
-// so that later contenders do not wait; the value is advisory.
-func (l *Lock) checkEpoch(wctx, ctx context.Context, deadline time.Time) (waited bool, err error) {
-	key := EpochKey(l.cfg.Prefix)
-	need := fmt.Sprintf("key:write on %q (key %q { policy = \"write\" })", key, key)
+// epochKey is the epoch key and the rule a token needs for it.
+func (l *Lock) epochKey() (key, need string) {
+	key = EpochKey(l.cfg.Prefix)
+	return key, fmt.Sprintf("key:write on %q (key %q { policy = \"write\" })", key, key)
+}
+
+// readEpoch reads the epoch key, and sets l.epoch when it is there. Any
+// read after this contender's session was created will do: a store that
+// loses its state later loses the session too, and the contender queues
+// again with a new one (and a new read). waitGrant reads it on its first
+// wake-up, off the path of a handoff.
+func (l *Lock) readEpoch(wctx, ctx context.Context, deadline time.Time) error {
+	key, need := l.epochKey()
 	var pair *api.KVPair
 	if _, err := l.read(wctx, ctx, deadline, "read epoch key "+key, need, func(opts *api.QueryOptions) (*api.QueryMeta, error) {
 		var err error
@@ -562,11 +570,22 @@ func (l *Lock) checkEpoch(wctx, ctx context.Context, deadline time.Time) (waited
 		pair, m, err = l.kv.Get(key, opts)
 		return m, err
 	}, 0); err != nil {
-		return false, err
+		return err
 	}
-	if pair != nil {
-		l.epoch = true
-		return false, nil
+	l.epoch = pair != nil
+	return nil
+}
+
+// checkEpoch reads the epoch key before the first grant, unless an earlier
+// read found it. Missing, the
+// store is new or lost its state (wiped, restored, `kv delete -recurse`):
+// holders it forgot may still run until they fail a renewal. It waits the
+// timing model's EpochWait, then writes the key (if nobody did meanwhile),
+// so that later contenders do not wait; the value is advisory.
+func (l *Lock) checkEpoch(wctx, ctx context.Context, deadline time.Time) (waited bool, err error) {
+	key, need := l.epochKey()
+	if err := l.readEpoch(wctx, ctx, deadline); err != nil || l.epoch {
+		return false, err
 	}
 	wait := l.cfg.Lease.model().EpochWait()
 	l.log.Warn("no epoch key: the lock store is new, or lost its state (wiped, restored, or kv delete -recurse); waiting a ttl before the grant counts, so that any holder it forgot has stopped",

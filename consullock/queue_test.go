@@ -28,7 +28,7 @@ func countingClient(t *testing.T, agent *testcluster.Agent) (*api.Client, func()
 func readsPerGrant(t *testing.T, agent *testcluster.Agent, key string, n, garbage, slots int) float64 {
 	t.Helper()
 	c, reads := countingClient(t, agent)
-	hostileEntries(t, agent.Client(t), key, garbage)
+	testcluster.GarbageEntries(t, agent.Client(t), key, garbage)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
@@ -59,43 +59,6 @@ func readsPerGrant(t *testing.T, agent *testcluster.Agent, key string, n, garbag
 		}
 	}
 	return float64(reads()) / float64(n)
-}
-
-// hostileEntries writes n entries under key that are not a contender's
-// (issue 23): named other than their session, held by a session not named
-// for the key, left with no session; each kind in turn.
-func hostileEntries(t *testing.T, c *api.Client, key string, n int) {
-	t.Helper()
-	if n == 0 {
-		return
-	}
-	sid, _, err := c.Session().CreateNoChecks(&api.SessionEntry{Name: "not a contender", TTL: "600s"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = c.Session().Destroy(sid, nil) })
-	folder := consullock.RepoPrefix("", key) + "lock/"
-	for i := range n {
-		var pair *api.KVPair
-		switch i % 3 {
-		case 0:
-			pair = &api.KVPair{Key: folder + fmt.Sprintf("garbage-%d", i), Session: sid}
-		case 1:
-			pair = &api.KVPair{Key: folder + sid, Session: sid} // named for a session not of this key
-		case 2:
-			pair = &api.KVPair{Key: folder + fmt.Sprintf("0f663746-c183-4ffc-c901-%012d", i)} // released
-		}
-		pair.Value = []byte(`{"mode":"exclusive","state":"holding"}`)
-		var err error
-		if pair.Session != "" {
-			_, _, err = c.KV().Acquire(pair, nil)
-		} else {
-			_, err = c.KV().Put(pair, nil)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // Issue 9 acceptance 3: a waiter watches only the entry it waits behind,

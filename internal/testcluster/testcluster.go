@@ -719,3 +719,45 @@ func PolicyToken(t testing.TB, mgmt *api.Client, name, rules string) *api.ACLTok
 	}
 	return tok
 }
+
+// GarbageEntries writes n entries under key's lock folder that are not a
+// contender's (issue 23), each kind in turn: named other than their
+// session, named for a session that is another key's contender, and left
+// with no session (released). None may change a grant, or its cost.
+func GarbageEntries(t testing.TB, c *api.Client, key string, n int) {
+	t.Helper()
+	if n == 0 {
+		return
+	}
+	session := func(name string) string {
+		id, _, err := c.Session().CreateNoChecks(&api.SessionEntry{Name: name, TTL: "600s"}, nil)
+		if err != nil {
+			t.Fatalf("testcluster: garbage session: %v", err)
+		}
+		t.Cleanup(func() { _, _ = c.Session().Destroy(id, nil) })
+		return id
+	}
+	sid := session("not a contender")
+	folder := consullock.RepoPrefix("", key) + "lock/"
+	for i := range n {
+		pair := &api.KVPair{Value: []byte(`{"mode":"exclusive","state":"holding"}`), Session: sid}
+		switch i % 3 {
+		case 0:
+			pair.Key = folder + fmt.Sprintf("garbage-%d", i)
+		case 1:
+			other := session("repolock exclusive another-key")
+			pair.Key, pair.Session = folder+other, other
+		case 2:
+			pair.Key, pair.Session = folder+fmt.Sprintf("0f663746-c183-4ffc-c901-%012d", i), ""
+		}
+		var err error
+		if pair.Session != "" {
+			_, _, err = c.KV().Acquire(pair, nil)
+		} else {
+			_, err = c.KV().Put(pair, nil)
+		}
+		if err != nil {
+			t.Fatalf("testcluster: garbage entry %s: %v", pair.Key, err)
+		}
+	}
+}
