@@ -397,6 +397,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 	var since uint64             // block on the folder from this index (see below),
 	var folderWait time.Duration // for at most this long
 	var noEntry string           // the session without an entry waited for last
+	relistNext := false          // list the sessions on the next wake-up (a slot's first waiter)
 	for {
 		var pairs api.KVPairs
 		meta, err := l.read(wctx, ctx, deadline, "read lock entries", fmt.Sprintf("key:read on %q", folder), func(opts *api.QueryOptions) (*api.QueryMeta, error) {
@@ -410,6 +411,8 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			return err
 		}
 		since = 0
+		relist := relistNext
+		relistNext = false
 		live := liveRecords(pairs, nil)
 		l.warnIgnored(pairs)
 		mine, ok := find(live, l.session)
@@ -443,7 +446,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		// write while the session lives; the listing tells. Waiting for a
 		// slot, every contender ahead counts. And a grant under a cap
 		// takes the caps of the contenders live now.
-		if !listed && ((blocked && (b.key == "" || (byCount && slices.ContainsFunc(ahead, func(r Record) bool { return r.key == "" })))) ||
+		if !listed && (relist || (blocked && (b.key == "" || (byCount && slices.ContainsFunc(ahead, func(r Record) bool { return r.key == "" })))) ||
 			(!blocked && slots > 0)) {
 			if err := l.listed(wctx, ctx, deadline); err != nil {
 				return err
@@ -462,7 +465,10 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 					return err
 				}
 				if waited {
-					continue // the queue as it is after the wait
+					// The queue as it is after the wait, sessions too: a
+					// ttl-old listing would miss a cap that came meanwhile.
+					l.mine = 0
+					continue
 				}
 			}
 			l.token = l.mine
@@ -482,7 +488,10 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			// so it blocks on the folder (for a ttl at most). Every other
 			// waiter watches the contender right ahead of it, as below:
 			// one folder watcher per key, whatever the queue.
-			since, folderWait = meta.LastIndex, l.cfg.Lease.TTL
+			// Its wake-ups list the sessions again: the cap in force may
+			// have come from a contender since gone (behind it, with no
+			// entry ahead to tell).
+			since, folderWait, relistNext = meta.LastIndex, l.cfg.Lease.TTL, true
 			continue
 		}
 		if b.key == "" {

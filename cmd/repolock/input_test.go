@@ -22,6 +22,10 @@ func TestHostileInput(t *testing.T) {
 	deep := filepath.Join(dir, "deep.hcl")
 	must(t, os.WriteFile(deep, []byte("x = "+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+"\n"), 0o644))
 	slashes, cyrillic := strings.Repeat("/", 200), strings.Repeat("ключ", 160)
+	bangs := filepath.Join(dir, "bangs.hcl")
+	must(t, os.WriteFile(bangs, []byte("x = "+strings.Repeat("!", 400000)+"true\n"), 0o644))
+	sum := filepath.Join(dir, "sum.hcl")
+	must(t, os.WriteFile(sum, []byte("consul {\n  address = 1"+strings.Repeat("+1", 200000)+"\n}\n"), 0o644))
 	// Row 11: an agent with Consul's default session_ttl_min (10s) refuses
 	// -ttl 5s for good: not retried as "unreachable" for the whole wait.
 	strict := testcluster.StartServer(t, testcluster.WithSessionTTLMin("10s"))
@@ -37,6 +41,8 @@ func TestHostileInput(t *testing.T) {
 		{"-config a FIFO", nil, []string{"validate", "-config", fifo}, 78, "not a regular file"},
 		{"REPOLOCK_CONFIG a FIFO", []string{"REPOLOCK_CONFIG=" + fifo}, []string{"run", "j"}, 78, "not a regular file"},
 		{"nested 100,000 deep", nil, []string{"validate", "-config", deep}, 78, "Nested too deeply"},
+		{"400,000 unary operators", nil, []string{"validate", "-config", bangs}, 78, "Expression too long"},
+		{"a sum of 200,000 terms", nil, []string{"validate", "-config", sum}, 78, "Expression too long"},
 		{"exec -key of 200 slashes", nil, []string{"exec", "-key", slashes, "--", "true"}, 64, "bytes long"},
 		{"status of 160 × ключ", nil, []string{"status", cyrillic}, 64, "bytes long"},
 		{"break of 200 slashes", nil, []string{"break", slashes}, 64, "bytes long"},

@@ -175,10 +175,16 @@ type Files struct {
 // config nested 100,000 deep would overflow its stack.
 const MaxNesting = 100
 
+// MaxOperators bounds the operators of one top-level attribute or block:
+// HCL parses a run of unary operators (!!!…) by recursion, and evaluates a
+// chain of binary ones (1+1+…) by recursion too.
+const MaxOperators = 10000
+
 // tooDeep scans src with HCL's lexer, which does not recurse, and reports
-// the first token that opens a level beyond MaxNesting.
+// the first token that opens a level beyond MaxNesting, or that makes a
+// top-level item's operators more than MaxOperators.
 func tooDeep(src []byte, filename string) *hcl.Diagnostic {
-	depth := 0
+	depth, ops := 0, 0
 	toks, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos) // the parser reports what does not lex
 	for _, tok := range toks {
 		switch tok.Type {
@@ -193,6 +199,20 @@ func tooDeep(src []byte, filename string) *hcl.Diagnostic {
 		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen,
 			hclsyntax.TokenTemplateSeqEnd, hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc:
 			depth--
+		case hclsyntax.TokenNewline:
+			if depth <= 0 {
+				ops = 0 // the end of a top-level attribute or block
+			}
+		case hclsyntax.TokenBang, hclsyntax.TokenMinus, hclsyntax.TokenPlus, hclsyntax.TokenStar, hclsyntax.TokenSlash,
+			hclsyntax.TokenPercent, hclsyntax.TokenAnd, hclsyntax.TokenOr, hclsyntax.TokenEqualOp, hclsyntax.TokenNotEqual,
+			hclsyntax.TokenLessThan, hclsyntax.TokenLessThanEq, hclsyntax.TokenGreaterThan, hclsyntax.TokenGreaterThanEq,
+			hclsyntax.TokenQuestion:
+			ops++
+			if ops > MaxOperators {
+				return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Expression too long",
+					Detail:  fmt.Sprintf("One attribute or block of the configuration has more than %d operators.", MaxOperators),
+					Subject: tok.Range.Ptr()}
+			}
 		}
 	}
 	return nil

@@ -407,8 +407,15 @@ func (d *decoder) limit(b *hcl.Block) *Limit {
 	}
 	l := &Limit{Name: b.Labels[0], Slots: lb.Slots, PerHost: lb.PerHost != nil && *lb.PerHost, DeclRange: b.DefRange}
 	ok := true
-	if err := consullock.CheckKey(l.Name); err != nil {
+	switch err := consullock.CheckKey(l.Name); {
+	case err != nil:
 		ok = d.errorf(ranges, "", b, "Invalid limit name", "%s: a limit's name becomes one Consul KV path segment (under <prefix>/limits/).", err)
+	case strings.Contains(l.Name, "."):
+		// A per-host limit's key is <name>.<host>: a name with no dot
+		// keeps every limit's keys apart.
+		ok = d.errorf(ranges, "", b, "Invalid limit name", "%q has a '.': a limit's name may hold letters, digits, '_' and '-' (a per-host limit's key is <name>.<host>).", l.Name)
+	case len(l.Name) > MaxLimitName:
+		ok = d.errorf(ranges, "", b, "Invalid limit name", "%q is longer than %d bytes: a per-host limit's key adds the host's name to it.", l.Name, MaxLimitName)
 	}
 	if err := consullock.CheckSlots(consullock.Shared, l.Slots); err != nil || l.Slots == 0 {
 		ok = d.errorf(ranges, "slots", b, "Invalid slots",
@@ -419,6 +426,9 @@ func (d *decoder) limit(b *hcl.Block) *Limit {
 	}
 	return l
 }
+
+// MaxLimitName bounds a limit's name, so that <name>.<host> fits a key.
+const MaxLimitName = 48
 
 // limits checks a repository's or a job's list of limits (the attribute
 // "limits" of b): each declared, none twice.

@@ -96,7 +96,7 @@ func (e Exec) Plan() (run.Spec, error) {
 		return run.Spec{}, fmt.Errorf("%s: %s", d.Summary, d.Detail)
 	}
 	spec := cmd.spec(prefix, node, lk)
-	if err := cfg.withLimits(&spec, repo, nil); err != nil {
+	if err := cfg.withLimits(&spec, cmd, nil); err != nil {
 		return run.Spec{}, err
 	}
 	spec.Env = Environment(os.Environ(), repo.Plugin, repo.Config.Env, nil, cmd.toolEnv)

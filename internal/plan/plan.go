@@ -15,6 +15,8 @@
 package plan
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -175,7 +177,7 @@ func (c *Config) job(job *config.Job, repo Repo) (run.Spec, hcl.Diagnostics) {
 		return run.Spec{}, diags
 	}
 	spec := cmd.spec(c.Consul.Prefix, c.Consul.SessionNode, job.Lock)
-	if err := c.withLimits(&spec, repo, job.Limits); err != nil {
+	if err := c.withLimits(&spec, cmd, job.Limits); err != nil {
 		return run.Spec{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid limit key", Detail: err.Error(),
 			Subject: subject(job.Ranges, job.DeclRange, "limits")}}
 	}
@@ -185,16 +187,23 @@ func (c *Config) job(job *config.Job, repo Repo) (run.Spec, hcl.Diagnostics) {
 	return spec, diags
 }
 
-// withLimits adds to spec a slot of each limit that the job names (its
-// own, then its repository's), in the global order: shared holders of the
-// limit's key, capped at its slots. A per-host limit's key is its name and
-// this host's ("host.web-1").
-func (c *Config) withLimits(spec *run.Spec, repo Repo, own []string) error {
+// withLimits adds to spec a slot of each limit that the job names: its
+// own, its repository's, and those of the repositories it reads from
+// (restic copy --from-repo), once each, in the global order. A slot is a
+// shared holder of the limit's key, capped at its slots.
+func (c *Config) withLimits(spec *run.Spec, cmd planned, own []string) error {
 	var names []string
-	for _, n := range append(slices.Clone(own), repo.Config.Limits...) {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
+	add := func(ns []string) {
+		for _, n := range ns {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
 		}
+	}
+	add(own)
+	add(cmd.primary.Config.Limits)
+	for _, f := range cmd.from {
+		add(f.Config.Limits)
 	}
 	for _, n := range names {
 		l, ok := c.Limit(n)
@@ -203,7 +212,7 @@ func (c *Config) withLimits(spec *run.Spec, repo Repo, own []string) error {
 		}
 		key := l.Name
 		if l.PerHost {
-			key += "." + Host()
+			key = PerHostKey(l.Name, Host())
 		}
 		if err := consullock.CheckKey(key); err != nil {
 			return fmt.Errorf("limit %q: key %q: %v", n, key, err)
@@ -212,6 +221,19 @@ func (c *Config) withLimits(spec *run.Spec, repo Repo, own []string) error {
 	}
 	run.SortTargets(spec.Targets)
 	return nil
+}
+
+// PerHostKey is the key of a per-host limit on host: <name>.<host>, the
+// host's name lowercased into key bytes (as a repository's key binds a
+// local path), cut with a hash of the whole when it is too long. Limit
+// names have no '.', so no two limits' keys meet.
+func PerHostKey(name, host string) string {
+	h := strings.ToLower(consullock.Sanitize(host))
+	if room := consullock.MaxKeyLen - len(name) - 1; len(h) > room {
+		sum := sha256.Sum256([]byte(host))
+		h = h[:room-9] + "-" + hex.EncodeToString(sum[:4])
+	}
+	return name + "." + h
 }
 
 const summaryMode = "Lock mode cannot be inferred"

@@ -221,7 +221,8 @@ func TestRelativeLocationReachesToolAbsolute(t *testing.T) {
 }
 
 // Issue 17: a job holds its repository's lock and a slot of each limit it
-// names and its repository names, once each, in the one global order
+// names, its repository names and the repositories it reads from name,
+// once each, in the one global order
 // (limits' keys, then repositories' keys): two copies in opposite
 // directions and limit holders cannot deadlock. A per-host limit's key is
 // its name and the host's.
@@ -249,7 +250,7 @@ repository "b" {
 }
 job "a-to-b" {
   repository = "b"
-  limits     = ["a-host", "z-nas"]
+  limits     = ["a-host"] # and z-nas, which its source repository a names
   command    = ["restic", "copy", "--from-repo", "/srv/restic/a"]
 }
 job "b-to-a" {
@@ -288,5 +289,24 @@ job "b-to-a" {
 	if len(orders[0]) != 4 || !slices.Equal(orders[0][:2], []string{"limit a-host.web-1", "limit z-nas"}) ||
 		!slices.Equal(orders[0], orders[1]) {
 		t.Errorf("the two copies take %v and %v: want both limits once, first, then both repositories, in one order", orders[0], orders[1])
+	}
+}
+
+// A per-host limit's key: the host's name lowercased into key bytes, and
+// cut with a hash when it would make the key too long.
+func TestPerHostKey(t *testing.T) {
+	long := strings.Repeat("h", 200)
+	for host, want := range map[string]string{
+		"web-1":         "host.web-1",
+		"WEB_1.Example": "host.web_1.example",
+		"odd host!":     "host.odd-host-",
+	} {
+		if got := PerHostKey("host", host); got != want {
+			t.Errorf("PerHostKey(host, %q) = %q, want %q", host, got, want)
+		}
+	}
+	a, b := PerHostKey("host", long+"a"), PerHostKey("host", long+"b")
+	if len(a) != consullock.MaxKeyLen || a == b || consullock.CheckKey(a) != nil {
+		t.Errorf("long hosts give %q and %q: want two valid keys of %d bytes", a, b, consullock.MaxKeyLen)
 	}
 }
