@@ -138,19 +138,21 @@ type Lock struct {
 
 // RepoPrefix returns the KV folder of a key: <prefix>/repos/<key>/.
 func RepoPrefix(prefix, key string) string {
+	return path.Join(prefixOr(prefix), "repos", key) + "/"
+}
+
+// prefixOr is prefix, or DefaultPrefix when it is empty.
+func prefixOr(prefix string) string {
 	if prefix == "" {
-		prefix = DefaultPrefix
+		return DefaultPrefix
 	}
-	return path.Join(prefix, "repos", key) + "/"
+	return prefix
 }
 
 // LimitPrefix returns the KV folder of a limit's slots:
 // <prefix>/limits/<name>/ ("" for the folder of all limits).
 func LimitPrefix(prefix, name string) string {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	return path.Join(prefix, "limits", name) + "/"
+	return path.Join(prefixOr(prefix), "limits", name) + "/"
 }
 
 // folder is the KV folder of c's key.
@@ -440,14 +442,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			}
 		}
 		ahead := queueAhead(l.cfg.ident(), l.known, l.mine, live, l.warnOnce)
-		slots, _ := slotsInForce(l.cfg.ident(), l.known, l.cfg.Slots)
-		b, byCount, blocked := blocker(l.cfg.Mode, slots, ahead)
-		// No entry: released (its session ended), or deleted by a KV
-		// write while the session lives; the listing tells. Waiting for a
-		// slot, every contender ahead counts. And a grant under a cap
-		// takes the caps of the contenders live now.
-		if !listed && (relist || (blocked && (b.key == "" || (byCount && slices.ContainsFunc(ahead, func(r Record) bool { return r.key == "" })))) ||
-			(!blocked && slots > 0)) {
+		if !listed && (relist || l.stale(ahead)) {
 			if err := l.listed(wctx, ctx, deadline); err != nil {
 				return err
 			}
@@ -457,7 +452,7 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		if disagree {
 			l.warnOnce("slots", "contenders of this key ask for different numbers of slots: the smallest is in force", "key", l.cfg.ident(), "slots", slots)
 		}
-		b, byCount, blocked = blocker(l.cfg.Mode, slots, ahead)
+		b, byCount, blocked := blocker(l.cfg.Mode, slots, ahead)
 		if !blocked {
 			if !l.epoch {
 				waited, err := l.checkEpoch(wctx, ctx, deadline)
@@ -499,10 +494,9 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 			// than mine, its entry not written yet), or one whose entry a
 			// KV write deleted. Block on the folder, for at most a second:
 			// the entry written wakes it; a session that ends changes no
-			// KV, and the next listing sees it.
-			// A contender about to write its entry writes it within a
-			// round trip: only one that is still without an entry after a
-			// wait is worth a warning.
+			// KV, and the next listing sees it. The first writes its entry
+			// within a round trip, so only one still without an entry
+			// after a wait is worth a warning.
 			if b.Session == noEntry {
 				l.warnOnce(b.Session, "a contender of this key has a session but no lock entry (deleted or released by a KV write): waiting until its session ends or its entry is back",
 					"key", l.cfg.ident(), "session", b.Session)
@@ -521,6 +515,24 @@ func (l *Lock) waitGrant(ctx context.Context) error {
 		}, b.modifyIndex); err != nil {
 			return err
 		}
+	}
+}
+
+// stale reports whether the queue ahead, as the last listing saw it, may
+// have changed in a way only a new listing shows: the contender waited
+// behind has no entry (released, or deleted by a KV write while its
+// session lives); waiting for a slot, any contender ahead has none; or a
+// grant under a cap, which takes the caps of the contenders live now.
+func (l *Lock) stale(ahead []Record) bool {
+	slots, _ := slotsInForce(l.cfg.ident(), l.known, l.cfg.Slots)
+	b, byCount, blocked := blocker(l.cfg.Mode, slots, ahead)
+	switch {
+	case !blocked:
+		return slots > 0
+	case b.key == "":
+		return true
+	default:
+		return byCount && slices.ContainsFunc(ahead, func(r Record) bool { return r.key == "" })
 	}
 }
 
@@ -553,10 +565,7 @@ func (l *Lock) warnOnce(what, msg string, args ...any) {
 // EpochKey is the key whose presence says that the lock store under prefix
 // has not lost its state since a grant counted (checkEpoch).
 func EpochKey(prefix string) string {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	return path.Join(prefix, "epoch")
+	return path.Join(prefixOr(prefix), "epoch")
 }
 
 // epochKey is the epoch key and the rule a token needs for it.

@@ -88,16 +88,14 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 	if err != nil {
 		return out, classify("read "+folder, "key:read on "+folder, err)
 	}
-	sessions, _, err := c.Session().List((&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+	known, err := sessionOrder(ctx, c)
 	if err != nil {
-		return out, classify("list sessions", "session:read", err)
+		return out, err
 	}
-	mine, all, known := map[string]bool{}, map[string]bool{}, map[string]seen{}
-	for _, s := range sessions {
-		all[s.ID] = true
-		known[s.ID] = seen{name: s.Name, index: s.CreateIndex}
-		if k, _, _, ok := parseSessionName(s.Name); ok && k == key {
-			mine[s.ID] = true
+	mine := map[string]bool{}
+	for id, s := range known {
+		if k, _, _, ok := parseSessionName(s.name); ok && k == key {
+			mine[id] = true
 		}
 	}
 	destroy := func(id string) error {
@@ -113,7 +111,7 @@ func Break(ctx context.Context, c *api.Client, prefix, key string) (Broken, erro
 	for i := len(live) - 1; i >= 0; i-- {
 		e := live[i]
 		switch {
-		case !all[e.Session]:
+		case known[e.Session] == (seen{}):
 			// ended since the entries were read
 		case !mine[e.Session]:
 			out.Skipped = append(out.Skipped, e.key)

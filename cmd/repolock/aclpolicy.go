@@ -113,7 +113,8 @@ func limitFolders(cfg *plan.Config, repos []string) []aclFolder {
 		}
 		key := consullock.LimitPrefix(cfg.Consul.Prefix, l.Name)
 		if l.PerHost {
-			key = strings.TrimSuffix(key, "/") + "."
+			// Every host's key: <name>.<host> with any host.
+			key = strings.TrimSuffix(consullock.LimitPrefix(cfg.Consul.Prefix, plan.PerHostKey(l.Name, "")), "/")
 		}
 		if i := slices.IndexFunc(out, func(f aclFolder) bool { return f.key == key }); i < 0 {
 			out = append(out, aclFolder{key, "limit " + name + " (" + why + ")"})
